@@ -1,0 +1,528 @@
+/* http: the HTTP side of the lws vhost: request snapshot, 64 KiB body cap, routing, static
+ * files, and replies written one lws_write per WRITEABLE callback. Handlers may answer later. */
+#include "internal.h"
+
+#include <libwebsockets.h>
+#include <stdarg.h>
+#include <string.h>
+
+#define HTTP_WRITE_CHUNK 16384
+
+enum reply_phase { REPLY_NONE, REPLY_HEADERS, REPLY_BODY, REPLY_DONE };
+
+struct sl_http_req {
+    int refs;
+    struct lws *wsi; /* NULL once the client is gone */
+    sl_server *srv;
+    char method[8];
+    char *path;          /* owned, decoded */
+    GHashTable *params;  /* owned */
+    GHashTable *query;   /* owned */
+    GHashTable *headers; /* owned, lower-case names */
+    GByteArray *body;    /* owned */
+    gboolean body_expected;
+    const struct route *route;
+    struct sl_claims claims;
+    /* the reply */
+    enum reply_phase phase;
+    int status;
+    char *content_type;  /* owned */
+    GBytes *reply_body;  /* owned */
+    char *extra_headers; /* owned */
+    size_t sent;
+    gboolean close_after;
+};
+
+struct http_session {
+    sl_http_req *req; /* owned reference */
+};
+
+static sl_metric *metric_requests(int status)
+{
+    char labels[32];
+    g_snprintf(labels, sizeof labels, "code=\"%d\"", status);
+    return sl_metric_get("silklive_http_requests_total", SL_METRIC_COUNTER,
+                         "HTTP requests answered, by status code", labels, 1);
+}
+
+size_t http_session_size(void)
+{
+    return sizeof(struct http_session);
+}
+
+sl_http_req *sl_http_req_ref(sl_http_req *req)
+{
+    req->refs++;
+    return req;
+}
+
+void sl_http_req_unref(sl_http_req *req)
+{
+    if (req == NULL || --req->refs > 0) return;
+    g_free(req->path);
+    g_hash_table_unref(req->params);
+    g_hash_table_unref(req->query);
+    g_hash_table_unref(req->headers);
+    g_byte_array_unref(req->body);
+    g_free(req->content_type);
+    if (req->reply_body) g_bytes_unref(req->reply_body);
+    g_free(req->extra_headers);
+    g_free(req);
+}
+
+const char *sl_http_req_method(const sl_http_req *req)
+{
+    return req->method;
+}
+const char *sl_http_req_path(const sl_http_req *req)
+{
+    return req->path;
+}
+const char *sl_http_req_param(const sl_http_req *req, const char *name)
+{
+    return g_hash_table_lookup(req->params, name);
+}
+const char *sl_http_req_query(const sl_http_req *req, const char *name)
+{
+    return g_hash_table_lookup(req->query, name);
+}
+const char *sl_http_req_header(const sl_http_req *req, const char *name)
+{
+    return g_hash_table_lookup(req->headers, name);
+}
+const uint8_t *sl_http_req_body(const sl_http_req *req, size_t *len)
+{
+    *len = req->body->len;
+    return req->body->data;
+}
+sl_server *sl_http_req_server(const sl_http_req *req)
+{
+    return req->srv;
+}
+
+char *sl_http_error_body(const char *code, const char *message)
+{
+    json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    char *out = g_strdup(s);
+    free(s);
+    return out;
+}
+
+void sl_http_reply(sl_http_req *req, int status, const char *content_type, GBytes *body,
+                   const char *extra_headers)
+{
+    if (req->phase != REPLY_NONE) { /* a second reply is a bug in the caller; keep the first */
+        g_warning("second reply to %s %s ignored", req->method, req->path);
+        if (body) g_bytes_unref(body);
+        return;
+    }
+    req->phase = REPLY_HEADERS;
+    req->status = status;
+    req->content_type = g_strdup(content_type ? content_type : "application/json");
+    req->reply_body = body ? body : g_bytes_new_static("", 0);
+    req->extra_headers = g_strdup(extra_headers);
+    sl_metric_add(metric_requests(status), 1);
+    if (req->wsi) lws_callback_on_writable(req->wsi);
+}
+
+void sl_http_reply_json(sl_http_req *req, int status, json_t *body)
+{
+    char *s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(body);
+    GBytes *b = g_bytes_new_take(g_strdup(s ? s : "null"), strlen(s ? s : "null"));
+    free(s);
+    sl_http_reply(req, status, "application/json", b, NULL);
+}
+
+void sl_http_reply_error(sl_http_req *req, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    char *body = sl_http_error_body(code, msg);
+    g_free(msg);
+    const char *extra = NULL;
+    if (status == 401) extra = "www-authenticate: Bearer\r\n";
+    /* The client may still be sending a body we will not read: close after answering. */
+    if (status == 400 || status == 413) req->close_after = TRUE;
+    sl_http_reply(req, status, "application/json", g_bytes_new_take(body, strlen(body)), extra);
+}
+
+json_t *sl_http_req_json(sl_http_req *req)
+{
+    json_error_t e;
+    if (req->body->len == 0) {
+        sl_http_reply_error(req, 400, "bad_request", "a JSON object body is required");
+        return NULL;
+    }
+    json_t *j = json_loadb((const char *)req->body->data, req->body->len, JSON_REJECT_DUPLICATES,
+                           &e);
+    if (j == NULL) {
+        sl_http_reply_error(req, 400, "bad_request", "malformed JSON at line %d: %s", e.line,
+                            e.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        sl_http_reply_error(req, 400, "bad_request", "the body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+const struct sl_claims *sl_http_req_auth(sl_http_req *req)
+{
+    const char *h = sl_http_req_header(req, "authorization");
+    if (h == NULL || g_ascii_strncasecmp(h, "Bearer ", 7) != 0) {
+        sl_http_reply_error(req, 401, "unauthorized", "a Bearer token is required");
+        return NULL;
+    }
+    const char *tok = h + 7;
+    while (*tok == ' ') tok++;
+    if (sl_token_verify(server_secret(req->srv), tok, strlen(tok), sl_now_ms() / 1000,
+                        &req->claims) != SL_OK) {
+        sl_http_reply_error(req, 401, "unauthorized", "invalid or expired token");
+        return NULL;
+    }
+    return &req->claims;
+}
+
+/* ---- request snapshot ---- */
+
+static void snapshot_header(sl_http_req *req, struct lws *wsi, enum lws_token_indexes tok,
+                            const char *name)
+{
+    int n = lws_hdr_total_length(wsi, tok);
+    if (n <= 0) return;
+    char *v = g_malloc((size_t)n + 1);
+    if (lws_hdr_copy(wsi, v, n + 1, tok) < 0) {
+        g_free(v);
+        return;
+    }
+    g_hash_table_insert(req->headers, g_strdup(name), v);
+}
+
+static void snapshot_custom_header(sl_http_req *req, struct lws *wsi, const char *name)
+{
+    char key[64];
+    int klen = g_snprintf(key, sizeof key, "%s:", name);
+    int n = lws_hdr_custom_length(wsi, key, klen);
+    if (n < 0) return;
+    char *v = g_malloc((size_t)n + 1);
+    if (lws_hdr_custom_copy(wsi, v, n + 1, key, klen) < 0) {
+        g_free(v);
+        return;
+    }
+    g_hash_table_insert(req->headers, g_strdup(name), v);
+}
+
+static void snapshot_query(sl_http_req *req, struct lws *wsi)
+{
+    char frag[1024];
+    for (int i = 0; i < 32; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0) break;
+        char *eq = memchr(frag, '=', (size_t)n);
+        if (eq) g_hash_table_replace(req->query, g_strndup(frag, (gsize)(eq - frag)), g_strdup(eq + 1));
+        else g_hash_table_replace(req->query, g_strndup(frag, (gsize)n), g_strdup(""));
+    }
+}
+
+static const char *method_name(int m)
+{
+    switch (m) {
+    case LWSHUMETH_GET: return "GET";
+    case LWSHUMETH_POST: return "POST";
+    case LWSHUMETH_OPTIONS: return "OPTIONS";
+    case LWSHUMETH_PUT: return "PUT";
+    case LWSHUMETH_PATCH: return "PATCH";
+    case LWSHUMETH_DELETE: return "DELETE";
+    case LWSHUMETH_HEAD: return "HEAD";
+    default: return NULL;
+    }
+}
+
+static sl_http_req *req_new(sl_server *srv, struct lws *wsi, const char *method, const char *uri,
+                            size_t uri_len)
+{
+    sl_http_req *req = g_new0(sl_http_req, 1);
+    req->refs = 1;
+    req->wsi = wsi;
+    req->srv = srv;
+    g_strlcpy(req->method, method, sizeof req->method);
+    req->path = g_strndup(uri, uri_len);
+    req->params = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    req->query = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    req->headers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    req->body = g_byte_array_new();
+    snapshot_header(req, wsi, WSI_TOKEN_HTTP_AUTHORIZATION, "authorization");
+    snapshot_header(req, wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, "content-type");
+    snapshot_header(req, wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, "content-length");
+    snapshot_header(req, wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING, "transfer-encoding");
+    snapshot_header(req, wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH, "if-none-match");
+    snapshot_custom_header(req, wsi, "idempotency-key");
+    snapshot_custom_header(req, wsi, "x-forwarded-for");
+    snapshot_query(req, wsi);
+    return req;
+}
+
+/* ---- static files ---- */
+
+static const char *static_cache_control(const char *path, gboolean media)
+{
+    if (!media) return "no-cache";
+    if (g_str_has_suffix(path, ".m3u8")) return "no-cache";
+    if (g_str_has_suffix(path, ".jpg")) return "max-age=5";
+    return "public, max-age=31536000, immutable"; /* segments never change once listed */
+}
+
+/* Returns the lws callback result: 0 to go on, -1 to close. Replies via req when not serving. */
+static int static_serve(sl_http_req *req, struct lws *wsi)
+{
+    const char *root = NULL, *rel = NULL;
+    gboolean media = FALSE;
+    if (g_str_has_prefix(req->path, "/hls/")) {
+        root = server_media_root(req->srv);
+        rel = req->path + 5;
+        media = TRUE;
+    } else {
+        root = server_web_root(req->srv);
+        rel = req->path + 1;
+        if (*rel == '\0') rel = "index.html";
+    }
+    char *file = NULL;
+    int rc = root ? sl_static_resolve(root, rel, strlen(rel), &file) : SL_ERR;
+    if (rc == SL_EPROTO) {
+        sl_http_reply_error(req, 400, "bad_request", "invalid path");
+        return 0;
+    }
+    if (rc != SL_OK) {
+        sl_http_reply_error(req, 404, "not_found", "no such file");
+        return 0;
+    }
+    char headers[160];
+    int hn = g_snprintf(headers, sizeof headers, "cache-control: %s\r\nx-content-type-options: nosniff\r\n",
+                        static_cache_control(file, media));
+    if (media) hn += g_snprintf(headers + hn, sizeof headers - (size_t)hn, "access-control-allow-origin: *\r\n");
+    int n = lws_serve_http_file(wsi, file, sl_static_mime(file), headers, hn);
+    g_free(file);
+    sl_metric_add(metric_requests(200), 1);
+    req->phase = REPLY_DONE; /* lws owns the transaction from here */
+    if (n < 0) return -1;
+    if (n > 0 && lws_http_transaction_completed(wsi)) return -1;
+    return 0;
+}
+
+/* ---- dispatch ---- */
+
+static int dispatch(sl_http_req *req, struct lws *wsi)
+{
+    if (req->route) {
+        sl_http_req_ref(req);
+        req->route->fn(req, req->route->user);
+        sl_http_req_unref(req);
+        return 0;
+    }
+    return static_serve(req, wsi);
+}
+
+static int on_request(sl_server *srv, struct http_session *s, struct lws *wsi)
+{
+    char *uri = NULL;
+    int uri_len = 0;
+    int m = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
+    const char *method = m >= 0 ? method_name(m) : NULL;
+
+    if (s->req) { /* keep-alive: the previous transaction is over */
+        s->req->wsi = NULL;
+        sl_http_req_unref(s->req);
+    }
+    s->req = req_new(srv, wsi, method ? method : "?", uri ? uri : "", uri ? (size_t)uri_len : 0);
+    sl_http_req *req = s->req;
+    if (method == NULL || uri == NULL) {
+        sl_http_reply_error(req, 405, "method_not_allowed", "method not supported");
+        req->close_after = TRUE;
+        return 0;
+    }
+
+    const char *cl = sl_http_req_header(req, "content-length");
+    const char *te = sl_http_req_header(req, "transfer-encoding");
+    guint64 content_length = 0;
+    if (cl && !g_ascii_string_to_unsigned(cl, 10, 0, G_MAXINT64, &content_length, NULL)) {
+        sl_http_reply_error(req, 400, "bad_request", "invalid Content-Length");
+        return 0;
+    }
+    if (content_length > SL_HTTP_MAX_BODY) {
+        sl_http_reply_error(req, 413, "payload_too_large", "request bodies are limited to %d bytes",
+                            SL_HTTP_MAX_BODY);
+        return 0;
+    }
+    req->body_expected = content_length > 0 || (te && g_ascii_strcasecmp(te, "chunked") == 0);
+
+    GString *allow = g_string_new(NULL);
+    enum route_result rr =
+        router_match(server_router(srv), method, req->path, req->params, &req->route, allow);
+    if (rr == ROUTE_BAD_METHOD) {
+        char *extra = g_strdup_printf("allow: %s\r\n", allow->str);
+        char *body = sl_http_error_body("method_not_allowed", "method not allowed on this path");
+        g_string_free(allow, TRUE);
+        req->close_after = req->body_expected;
+        sl_http_reply(req, 405, "application/json", g_bytes_new_take(body, strlen(body)), extra);
+        g_free(extra);
+        return 0;
+    }
+    g_string_free(allow, TRUE);
+    if (rr == ROUTE_NOT_FOUND) {
+        gboolean get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+        if (!get || g_str_has_prefix(req->path, "/api/")) {
+            req->close_after = req->body_expected;
+            sl_http_reply_error(req, 404, "not_found", "no such resource");
+            return 0;
+        }
+    }
+    if (req->body_expected) return 0; /* dispatched at BODY_COMPLETION */
+    return dispatch(req, wsi);
+}
+
+static int write_headers(sl_http_req *req, struct lws *wsi)
+{
+    size_t hdr_cap = 1024 + (req->extra_headers ? strlen(req->extra_headers) * 2 : 0);
+    uint8_t *buf = g_malloc(LWS_PRE + hdr_cap);
+    uint8_t *start = buf + LWS_PRE, *p = start, *end = start + hdr_cap - 1;
+    gsize body_len = g_bytes_get_size(req->reply_body);
+    int rc = -1;
+    if (lws_add_http_common_headers(wsi, (unsigned)req->status, req->content_type, body_len, &p, end))
+        goto out;
+    if (lws_add_http_header_by_name(wsi, (const uint8_t *)"cache-control:",
+                                    (const uint8_t *)"no-store", 8, &p, end))
+        goto out;
+    if (req->close_after &&
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const uint8_t *)"close", 5, &p, end))
+        goto out;
+    /* extra_headers: "name: value\r\n" lines; names are given lower-case by our callers */
+    for (const char *line = req->extra_headers; line && *line;) {
+        const char *eol = strstr(line, "\r\n");
+        const char *colon = strchr(line, ':');
+        if (eol == NULL || colon == NULL || colon > eol) break;
+        char name[64];
+        size_t nlen = (size_t)(colon - line) + 1;
+        if (nlen >= sizeof name) break;
+        memcpy(name, line, nlen);
+        name[nlen] = '\0';
+        const char *v = colon + 1;
+        while (*v == ' ') v++;
+        if (lws_add_http_header_by_name(wsi, (const uint8_t *)name, (const uint8_t *)v,
+                                        (int)(eol - v), &p, end))
+            goto out;
+        line = eol + 2;
+    }
+    if (lws_finalize_write_http_header(wsi, start, &p, end)) goto out;
+    rc = 0;
+out:
+    g_free(buf);
+    return rc;
+}
+
+static int on_writeable(struct http_session *s, struct lws *wsi)
+{
+    sl_http_req *req = s->req;
+    if (req == NULL) return 0;
+    if (req->phase == REPLY_HEADERS) {
+        if (write_headers(req, wsi)) return -1;
+        gboolean head = strcmp(req->method, "HEAD") == 0;
+        req->phase = (g_bytes_get_size(req->reply_body) == 0 || head) ? REPLY_DONE : REPLY_BODY;
+        if (req->phase == REPLY_BODY) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    } else if (req->phase == REPLY_BODY) {
+        gsize total;
+        const uint8_t *data = g_bytes_get_data(req->reply_body, &total);
+        size_t n = MIN(total - req->sent, (size_t)HTTP_WRITE_CHUNK);
+        uint8_t buf[LWS_PRE + HTTP_WRITE_CHUNK];
+        memcpy(buf + LWS_PRE, data + req->sent, n);
+        gboolean last = req->sent + n == total;
+        if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+            return -1;
+        req->sent += n;
+        if (!last) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        req->phase = REPLY_DONE;
+    } else {
+        return 0;
+    }
+    /* REPLY_DONE */
+    if (req->close_after) return -1;
+    if (lws_http_transaction_completed(wsi)) return -1;
+    return 0;
+}
+
+/* A first line that is not HTTP: lws hands the connection here (FALLBACK_TO_RAW) instead of
+ * answering with its own HTML page; the client gets api.md's 400 body, then the close. */
+int http_reject_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
+{
+    static const char reply[] = "HTTP/1.1 400 Bad Request\r\n"
+                                "content-type: application/json\r\n"
+                                "content-length: 66\r\n"
+                                "connection: close\r\n\r\n"
+                                "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed request\"}}";
+    switch (reason) {
+    case LWS_CALLBACK_RAW_ADOPT:
+    case LWS_CALLBACK_RAW_RX:
+        lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_RAW_WRITEABLE: {
+        uint8_t buf[LWS_PRE + sizeof reply];
+        memcpy(buf + LWS_PRE, reply, sizeof reply - 1);
+        sl_metric_add(metric_requests(400), 1);
+        lws_write(wsi, buf + LWS_PRE, sizeof reply - 1, LWS_WRITE_RAW);
+        return -1;
+    }
+    default:
+        return 0;
+    }
+}
+
+int http_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
+{
+    struct http_session *s = user;
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    sl_server *srv = vh ? lws_get_vhost_user(vh) : NULL;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return on_request(srv, s, wsi);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (s->req == NULL || s->req->phase != REPLY_NONE) return 0;
+        if (s->req->body->len + len > SL_HTTP_MAX_BODY) {
+            sl_http_reply_error(s->req, 413, "payload_too_large",
+                                "request bodies are limited to %d bytes", SL_HTTP_MAX_BODY);
+            return 0;
+        }
+        g_byte_array_append(s->req->body, in, (guint)len);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (s->req == NULL || s->req->phase != REPLY_NONE) return 0;
+        return dispatch(s->req, wsi);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return on_writeable(s, wsi);
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        if (lws_http_transaction_completed(wsi)) return -1;
+        return 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (s && s->req) {
+            s->req->wsi = NULL;
+            sl_http_req_unref(s->req);
+            s->req = NULL;
+        }
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, (enum lws_callback_reasons)reason, user, in, len);
+}

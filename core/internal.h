@@ -1,0 +1,61 @@
+/* internal: pieces of core shared between its own files; no other module includes this. */
+#ifndef SL_CORE_INTERNAL_H
+#define SL_CORE_INTERNAL_H
+
+#include "core.h"
+
+struct lws;
+
+/* ---- router (router.c) ---- */
+struct route {
+    char *method;     /* owned */
+    gchar **segments; /* owned; "{name}" captures one segment */
+    sl_http_handler fn;
+    void *user;
+};
+
+enum route_result { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD };
+
+typedef struct router router;
+router *router_new(void);
+void router_free(router *r);
+void router_add(router *r, const char *method, const char *pattern, sl_http_handler fn, void *user);
+/* Match a decoded path. ROUTE_FOUND sets *out and fills params (name -> value, owned by the
+ * table); ROUTE_BAD_METHOD appends the allowed methods to allow ("GET, POST"). */
+enum route_result router_match(const router *r, const char *method, const char *path,
+                               GHashTable *params, const struct route **out, GString *allow);
+
+/* ---- HTTP protocol (http.c) ---- */
+struct http_mount {
+    const char *prefix; /* "/hls/" */
+    const char *root;   /* directory */
+};
+/* The lws protocol callback of the HTTP vhost; user data of the vhost is the sl_server. */
+int http_callback(struct lws *wsi, int reason, void *user, void *in, size_t len);
+size_t http_session_size(void);
+/* Protocol "http-reject" of the same vhost: answers 400 to a connection that is not HTTP. */
+int http_reject_callback(struct lws *wsi, int reason, void *user, void *in, size_t len);
+
+/* ---- server internals used by http.c ---- */
+router *server_router(sl_server *srv);
+const char *server_secret(const sl_server *srv);
+/* Static roots: web client at "/", media at "/hls/". */
+const char *server_web_root(const sl_server *srv);
+const char *server_media_root(const sl_server *srv);
+
+/* ---- Redis (redis.c) ---- */
+sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError **err);
+/* Run ctx until the first connection succeeds or fails. SL_OK or SL_ERR (*err names the cause). */
+int redis_connect_wait(sl_redis *r, int timeout_ms, GError **err);
+void redis_free(sl_redis *r);
+const char *redis_describe(const sl_redis *r);
+
+/* ---- embedded redis-server (embedded.c) ---- */
+typedef struct embedded_redis embedded_redis;
+embedded_redis *embedded_redis_start(GMainContext *ctx, const char *binary, const char *data_dir,
+                                     GError **err);
+/* "unix:///path/to/socket" (owned by e). */
+const char *embedded_redis_url(const embedded_redis *e);
+void embedded_redis_stop(embedded_redis *e);
+
+#endif

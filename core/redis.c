@@ -1,0 +1,402 @@
+/* redis: one hiredis async connection on the GLib loop, with a timeout on every command,
+ * reconnect with backoff, and latency/error metrics. Callers see each command answered once. */
+#include "internal.h"
+
+#include <gio/gio.h>
+#include <hiredis/adapters/glib.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <string.h>
+
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 2000
+
+struct pending {
+    sl_redis *r; /* NULL once the connection forgot it */
+    sl_redis_cb cb;
+    void *user;
+    guint timer;
+    gboolean answered;
+    gint64 sent_us;
+    struct pending *prev, *next; /* in r's in-flight list */
+};
+
+struct sl_redis {
+    GMainContext *ctx;
+    char *url_text; /* owned, for messages */
+    char *host;     /* owned; NULL for unix */
+    char *unix_path; /* owned */
+    int port;
+    int db;
+    int timeout_ms;
+    redisAsyncContext *ac;
+    GSource *source; /* owned; attached while ac lives */
+    gboolean connected;
+    gboolean closing;
+    guint reconnect_timer;
+    int backoff_ms;
+    char *last_error; /* owned */
+    struct pending *inflight;
+    sl_metric *m_latency_sum, *m_commands, *m_errors, *m_connected, *m_reconnects;
+};
+
+static void connect_start(sl_redis *r);
+
+gboolean sl_redis_connected(const sl_redis *r)
+{
+    return r && r->connected;
+}
+
+const char *redis_describe(const sl_redis *r)
+{
+    return r->url_text;
+}
+
+static void set_error(sl_redis *r, const char *msg)
+{
+    g_free(r->last_error);
+    r->last_error = g_strdup(msg);
+}
+
+/* redis://host:port[/db] or unix:///path[?db=N] */
+static int url_parse(sl_redis *r, const char *url, GError **err)
+{
+    if (g_str_has_prefix(url, "unix://")) {
+        const char *path = url + 7;
+        const char *q = strchr(path, '?');
+        r->unix_path = q ? g_strndup(path, (gsize)(q - path)) : g_strdup(path);
+        if (q && g_str_has_prefix(q, "?db=")) {
+            guint64 db;
+            if (!g_ascii_string_to_unsigned(q + 4, 10, 0, 15, &db, NULL)) goto bad;
+            r->db = (int)db;
+        }
+        if (r->unix_path[0] != '/') goto bad;
+        return SL_OK;
+    }
+    if (!g_str_has_prefix(url, "redis://")) goto bad;
+    const char *hp = url + 8;
+    const char *slash = strchr(hp, '/');
+    char *hostport = slash ? g_strndup(hp, (gsize)(slash - hp)) : g_strdup(hp);
+    int rc = SL_OK;
+    if (strchr(hostport, ':')) {
+        GError *e = NULL;
+        rc = sl_config_parse_listen(hostport, &r->host, &r->port, &e);
+        g_clear_error(&e);
+    } else if (*hostport) {
+        r->host = g_strdup(hostport);
+        r->port = 6379;
+    } else {
+        rc = SL_ERR;
+    }
+    g_free(hostport);
+    if (rc != SL_OK) goto bad;
+    if (slash && slash[1]) {
+        guint64 db;
+        if (!g_ascii_string_to_unsigned(slash + 1, 10, 0, 15, &db, NULL)) goto bad;
+        r->db = (int)db;
+    }
+    return SL_OK;
+bad:
+    g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                "invalid Redis URL '%s' (want redis://HOST:PORT[/DB], unix:///PATH or embedded)",
+                url);
+    return SL_ERR;
+}
+
+int sl_redis_url_check(const char *url, GError **err)
+{
+    if (strcmp(url, "embedded") == 0) return SL_OK;
+    sl_redis probe = {0};
+    int rc = url_parse(&probe, url, err);
+    g_free(probe.host);
+    g_free(probe.unix_path);
+    return rc;
+}
+
+sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError **err)
+{
+    sl_redis *r = g_new0(sl_redis, 1);
+    r->ctx = ctx;
+    r->url_text = g_strdup(url);
+    r->timeout_ms = timeout_ms;
+    r->backoff_ms = RECONNECT_MIN_MS;
+    if (url_parse(r, url, err) != SL_OK) {
+        redis_free(r);
+        return NULL;
+    }
+    r->m_latency_sum = sl_metric_get("silklive_redis_command_seconds_total", SL_METRIC_COUNTER,
+                                     "Time Redis commands took until their reply, summed", NULL, 1000000);
+    r->m_commands = sl_metric_get("silklive_redis_commands_total", SL_METRIC_COUNTER,
+                                  "Redis commands answered", NULL, 1);
+    r->m_errors = sl_metric_get("silklive_redis_errors_total", SL_METRIC_COUNTER,
+                                "Redis commands failed (timeout, disconnect)", NULL, 1);
+    r->m_connected = sl_metric_get("silklive_redis_connected", SL_METRIC_GAUGE,
+                                   "1 while the Redis connection is up", NULL, 1);
+    r->m_reconnects = sl_metric_get("silklive_redis_reconnects_total", SL_METRIC_COUNTER,
+                                    "Redis connections lost", NULL, 1);
+    connect_start(r);
+    return r;
+}
+
+static void pending_unlink(struct pending *p)
+{
+    sl_redis *r = p->r;
+    if (r == NULL) return;
+    if (p->prev) p->prev->next = p->next;
+    else r->inflight = p->next;
+    if (p->next) p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    p->r = NULL;
+}
+
+/* Answer the caller once; the pending record itself lives until hiredis lets go of it. */
+static void pending_answer(struct pending *p, redisReply *reply, const char *err)
+{
+    if (p->answered) return;
+    p->answered = TRUE;
+    if (p->timer) {
+        g_source_remove(p->timer);
+        p->timer = 0;
+    }
+    sl_redis *r = p->r;
+    if (r) {
+        if (reply) {
+            sl_metric_add(r->m_commands, 1);
+            sl_metric_add(r->m_latency_sum, g_get_monotonic_time() - p->sent_us);
+        } else {
+            sl_metric_add(r->m_errors, 1);
+        }
+    }
+    p->cb(reply, err, p->user);
+}
+
+static void drop_connection(sl_redis *r, const char *why);
+
+static gboolean pending_timeout(gpointer data)
+{
+    struct pending *p = data;
+    p->timer = 0;
+    sl_redis *r = p->r;
+    pending_answer(p, NULL, "timeout");
+    /* A command that got no answer in time means the connection is unhealthy (a stopped or
+     * overloaded server): drop it so later commands fail fast and reconnect takes over. */
+    if (r && r->connected) drop_connection(r, "command timeout");
+    return G_SOURCE_REMOVE;
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct pending *p = privdata;
+    redisReply *rep = reply;
+    if (rep == NULL) pending_answer(p, NULL, ac->errstr[0] ? ac->errstr : "disconnected");
+    else pending_answer(p, rep, NULL);
+    pending_unlink(p);
+    g_free(p);
+}
+
+static gboolean reconnect_fire(gpointer data)
+{
+    sl_redis *r = data;
+    r->reconnect_timer = 0;
+    connect_start(r);
+    return G_SOURCE_REMOVE;
+}
+
+static void schedule_reconnect(sl_redis *r)
+{
+    if (r->closing || r->reconnect_timer) return;
+    r->reconnect_timer = g_timeout_add(r->backoff_ms, reconnect_fire, r);
+    r->backoff_ms = MIN(r->backoff_ms * 2, RECONNECT_MAX_MS);
+}
+
+/* ac: the hiredis context when it is still alive (about to be freed by hiredis), else NULL. */
+static void source_detach(sl_redis *r, redisAsyncContext *ac)
+{
+    if (r->source == NULL) return;
+    /* hiredis calls the adapter's cleanup after our connect callback; the source is gone by then */
+    if (ac) ac->ev.cleanup = NULL;
+    /* The adapter dispatches write then read on the same context; once it is gone nothing
+     * must be dispatched for it. */
+    RedisSource *rs = (RedisSource *)r->source;
+    rs->poll_fd.revents = 0;
+    /* The adapter's finalize removes the poll from a destroyed source (a GLib critical): do it
+     * here, while that is still allowed. */
+    if (rs->poll_fd.fd >= 0) {
+        g_source_remove_poll(r->source, &rs->poll_fd);
+        rs->poll_fd.fd = -1;
+    }
+    g_source_destroy(r->source);
+    g_source_unref(r->source);
+    r->source = NULL;
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    sl_redis *r = ac->data;
+    if (r == NULL) return;
+    gboolean was_connected = r->connected;
+    r->connected = FALSE;
+    r->ac = NULL;
+    sl_metric_set(r->m_connected, 0);
+    source_detach(r, NULL);
+    if (status != REDIS_OK) set_error(r, ac->errstr[0] ? ac->errstr : "connection lost");
+    if (was_connected && !r->closing) {
+        sl_metric_add(r->m_reconnects, 1);
+        g_warning("redis %s: connection lost (%s); reconnecting", r->url_text,
+                  r->last_error ? r->last_error : "closed");
+    }
+    schedule_reconnect(r);
+}
+
+static void on_select(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    /* nothing: a failing SELECT shows up as errors on the commands that follow */
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    sl_redis *r = ac->data;
+    if (r == NULL) return;
+    if (status != REDIS_OK) {
+        set_error(r, ac->errstr[0] ? ac->errstr : "connect failed");
+        r->ac = NULL; /* hiredis frees the context after this callback */
+        source_detach(r, (redisAsyncContext *)ac);
+        schedule_reconnect(r);
+        return;
+    }
+    r->connected = TRUE;
+    r->backoff_ms = RECONNECT_MIN_MS;
+    sl_metric_set(r->m_connected, 1);
+    if (r->db) redisAsyncCommand(r->ac, on_select, NULL, "SELECT %d", r->db);
+    g_info("redis %s: connected", r->url_text);
+}
+
+static void connect_start(sl_redis *r)
+{
+    redisAsyncContext *ac =
+        r->unix_path ? redisAsyncConnectUnix(r->unix_path) : redisAsyncConnect(r->host, r->port);
+    if (ac == NULL || ac->err) {
+        set_error(r, ac ? ac->errstr : "out of memory");
+        if (ac) redisAsyncFree(ac);
+        schedule_reconnect(r);
+        return;
+    }
+    ac->data = r;
+    r->ac = ac;
+    r->source = redis_source_new(ac);
+    g_source_attach(r->source, r->ctx);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+static void drop_connection(sl_redis *r, const char *why)
+{
+    redisAsyncContext *ac = r->ac;
+    if (ac == NULL) return;
+    set_error(r, why);
+    /* Not redisAsyncDisconnect: that waits for the replies a stuck server will never send.
+     * Free answers every in-flight command with NULL (on_reply), then calls on_disconnect. */
+    redisAsyncFree(ac);
+    if (r->ac == ac) { /* on_disconnect is only called for a connection that was up */
+        r->ac = NULL;
+        r->connected = FALSE;
+        sl_metric_set(r->m_connected, 0);
+        source_detach(r, NULL);
+        schedule_reconnect(r);
+    }
+}
+
+static struct pending *pending_new(sl_redis *r, sl_redis_cb cb, void *user)
+{
+    struct pending *p = g_new0(struct pending, 1);
+    p->r = r;
+    p->cb = cb;
+    p->user = user;
+    p->sent_us = g_get_monotonic_time();
+    p->next = r->inflight;
+    if (r->inflight) r->inflight->prev = p;
+    r->inflight = p;
+    p->timer = g_timeout_add(r->timeout_ms, pending_timeout, p);
+    return p;
+}
+
+static void pending_abort(struct pending *p)
+{
+    g_source_remove(p->timer);
+    pending_unlink(p);
+    g_free(p);
+}
+
+int sl_redis_command_argv(sl_redis *r, sl_redis_cb cb, void *user, int argc, const char **argv,
+                          const size_t *lens)
+{
+    if (r == NULL || !r->connected || r->ac == NULL) return SL_ERR;
+    struct pending *p = pending_new(r, cb, user);
+    if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
+        pending_abort(p);
+        return SL_ERR;
+    }
+    return SL_OK;
+}
+
+int sl_redis_command(sl_redis *r, sl_redis_cb cb, void *user, const char *fmt, ...)
+{
+    if (r == NULL || !r->connected || r->ac == NULL) return SL_ERR;
+    struct pending *p = pending_new(r, cb, user);
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAsyncCommand(r->ac, on_reply, p, fmt, ap);
+    va_end(ap);
+    if (rc != REDIS_OK) {
+        pending_abort(p);
+        return SL_ERR;
+    }
+    return SL_OK;
+}
+
+static gboolean wait_deadline(gpointer data)
+{
+    *(gboolean *)data = TRUE;
+    return G_SOURCE_REMOVE;
+}
+
+int redis_connect_wait(sl_redis *r, int timeout_ms, GError **err)
+{
+    gboolean expired = FALSE;
+    GSource *deadline = g_timeout_source_new((guint)timeout_ms);
+    g_source_set_callback(deadline, wait_deadline, &expired, NULL);
+    g_source_attach(deadline, r->ctx);
+    /* Done at the first definite outcome: connected, or the first attempt failed. */
+    while (!r->connected && !expired && r->last_error == NULL)
+        g_main_context_iteration(r->ctx, TRUE);
+    g_source_destroy(deadline);
+    g_source_unref(deadline);
+    if (r->connected) return SL_OK;
+    g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED, "cannot connect to Redis at %s: %s",
+                r->url_text, r->last_error ? r->last_error : "timed out");
+    return SL_ERR;
+}
+
+void redis_free(sl_redis *r)
+{
+    if (r == NULL) return;
+    r->closing = TRUE;
+    if (r->reconnect_timer) g_source_remove(r->reconnect_timer);
+    r->reconnect_timer = 0;
+    if (r->ac) {
+        redisAsyncContext *ac = r->ac;
+        /* Answers in-flight commands with NULL via on_reply; on_disconnect sees closing. */
+        redisAsyncFree(ac);
+    }
+    source_detach(r, NULL);
+    while (r->inflight) { /* nothing should be left; forget rather than leak callbacks */
+        struct pending *p = r->inflight;
+        pending_answer(p, NULL, "shutting down");
+        pending_unlink(p);
+    }
+    g_free(r->url_text);
+    g_free(r->host);
+    g_free(r->unix_path);
+    g_free(r->last_error);
+    g_free(r);
+}
