@@ -17,15 +17,19 @@ int sl_static_resolve(const char *root, const char *rel, size_t len, char **out)
     if (memchr(rel, '\0', len) || memchr(rel, '\\', len) || rel[0] == '/') return SL_EPROTO;
     /* Every segment must be a plain name: no "", ".", ".." (lws may already have folded some). */
     const char *seg = rel, *end = rel + len;
+    gboolean hidden = FALSE;
     while (seg <= end) {
         const char *slash = memchr(seg, '/', (size_t)(end - seg));
         const char *seg_end = slash ? slash : end;
         size_t n = (size_t)(seg_end - seg);
         if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
             return SL_EPROTO;
+        if (seg[0] == '.') hidden = TRUE; /* dotfiles (.git, .env) are never served */
         if (slash == NULL) break;
         seg = slash + 1;
     }
+
+    if (hidden) return SL_ERR;
 
     char root_real[PATH_MAX], file_real[PATH_MAX];
     if (realpath(root, root_real) == NULL) return SL_ERR;

@@ -1,0 +1,186 @@
+/* Tests of core/redis.c against a real redis-server: answers, timeouts on a stopped server,
+ * reconnect after a restart, and every command answered exactly once. */
+#include "core/internal.h"
+#include "harness/harness.h"
+
+#include <check.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <string.h>
+
+struct answer {
+    int calls;
+    int type;
+    char *text;
+    char *err;
+};
+
+static void on_answer(struct redisReply *rep, const char *err, void *user)
+{
+    struct answer *a = user;
+    a->calls++;
+    a->type = rep ? rep->type : -1;
+    g_free(a->text);
+    a->text = rep && rep->str ? g_strndup(rep->str, rep->len) : NULL;
+    g_free(a->err);
+    a->err = g_strdup(err);
+}
+
+static gboolean flag_set(gpointer p)
+{
+    *(gboolean *)p = TRUE;
+    return G_SOURCE_REMOVE;
+}
+
+/* Iterate the default context until *done or timeout_ms. */
+static void run_until(const int *done, int want, int timeout_ms)
+{
+    gboolean expired = FALSE;
+    guint t = g_timeout_add((guint)timeout_ms, flag_set, &expired);
+    while (*done < want && !expired) g_main_context_iteration(NULL, TRUE);
+    if (!expired) g_source_remove(t);
+}
+
+static void run_until_connected(sl_redis *r, gboolean want, int timeout_ms)
+{
+    gint64 end = g_get_monotonic_time() + timeout_ms * 1000;
+    while (sl_redis_connected(r) != want && g_get_monotonic_time() < end) {
+        gboolean tick = FALSE;
+        g_timeout_add(10, flag_set, &tick);
+        while (!tick) g_main_context_iteration(NULL, TRUE);
+    }
+}
+
+static sl_redis *connect_to(int port, int timeout_ms)
+{
+    char *url = g_strdup_printf("redis://127.0.0.1:%d", port);
+    sl_redis *r = redis_new(g_main_context_default(), url, timeout_ms, NULL);
+    g_free(url);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(redis_connect_wait(r, 3000, NULL), SL_OK);
+    return r;
+}
+
+START_TEST(commands_are_answered)
+{
+    struct harness_redis hr;
+    harness_redis_start(&hr, NULL);
+    sl_redis *r = connect_to(hr.port, 1000);
+    struct answer a = {0}, b = {0};
+    ck_assert_int_eq(sl_redis_command(r, on_answer, &a, "SET k %s", "v 1"), SL_OK);
+    ck_assert_int_eq(sl_redis_command(r, on_answer, &b, "GET k"), SL_OK);
+    run_until(&b.calls, 1, 2000);
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert_int_eq(b.calls, 1);
+    ck_assert_str_eq(b.text, "v 1");
+    const char *argv[] = {"INCRBY", "n", "5"};
+    struct answer c = {0};
+    ck_assert_int_eq(sl_redis_command_argv(r, on_answer, &c, 3, argv, NULL), SL_OK);
+    run_until(&c.calls, 1, 2000);
+    ck_assert_int_eq(c.type, REDIS_REPLY_INTEGER);
+    redis_free(r);
+    harness_redis_stop(&hr);
+}
+END_TEST
+
+START_TEST(unreachable_at_start)
+{
+    int port = harness_free_port();
+    char *url = g_strdup_printf("redis://127.0.0.1:%d", port);
+    sl_redis *r = redis_new(g_main_context_default(), url, 500, NULL);
+    GError *e = NULL;
+    ck_assert_int_eq(redis_connect_wait(r, 2000, &e), SL_ERR);
+    ck_assert_ptr_nonnull(strstr(e->message, url));
+    struct answer a = {0};
+    ck_assert_int_eq(sl_redis_command(r, on_answer, &a, "PING"), SL_ERR);
+    ck_assert_int_eq(a.calls, 0); /* an error return never also calls back */
+    g_error_free(e);
+    g_free(url);
+    redis_free(r);
+}
+END_TEST
+
+START_TEST(stopped_server_times_out_then_recovers)
+{
+    struct harness_redis hr;
+    harness_redis_start(&hr, NULL);
+    sl_redis *r = connect_to(hr.port, 300);
+    kill(hr.pid, SIGSTOP);
+    struct answer a[20] = {{0}};
+    int total = 0;
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(sl_redis_command(r, on_answer, &a[i], "INCR n"), SL_OK);
+    gint64 t0 = g_get_monotonic_time();
+    for (int i = 0; i < 20; i++) run_until(&a[i].calls, 1, 3000);
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(a[i].calls, 1);
+        ck_assert_ptr_nonnull(a[i].err);
+        total += a[i].calls;
+    }
+    ck_assert_int_eq(total, 20);
+    ck_assert_int_lt(g_get_monotonic_time() - t0, 2 * G_USEC_PER_SEC);
+    ck_assert(!sl_redis_connected(r));
+    kill(hr.pid, SIGCONT);
+    run_until_connected(r, TRUE, 5000);
+    ck_assert(sl_redis_connected(r));
+    struct answer ok = {0};
+    ck_assert_int_eq(sl_redis_command(r, on_answer, &ok, "PING"), SL_OK);
+    run_until(&ok.calls, 1, 2000);
+    ck_assert_str_eq(ok.text, "PONG");
+    /* late replies to the timed-out commands never reach their callers a second time */
+    for (int i = 0; i < 20; i++) ck_assert_int_eq(a[i].calls, 1);
+    redis_free(r);
+    harness_redis_stop(&hr);
+}
+END_TEST
+
+START_TEST(reconnects_after_restart)
+{
+    struct harness_redis hr;
+    harness_redis_start(&hr, NULL);
+    int port = hr.port;
+    sl_redis *r = connect_to(port, 1000);
+    struct answer inflight = {0};
+    kill(hr.pid, SIGKILL);
+    waitpid(hr.pid, NULL, 0);
+    hr.pid = 0;
+    sl_redis_command(r, on_answer, &inflight, "PING"); /* may or may not be accepted */
+    run_until_connected(r, FALSE, 3000);
+    ck_assert(!sl_redis_connected(r));
+    ck_assert_int_le(inflight.calls, 1);
+    /* the same port again */
+    char p[16];
+    g_snprintf(p, sizeof p, "%d", port);
+    struct harness_redis again = {0};
+    char *dir = harness_tmpdir();
+    GError *e = NULL;
+    const char *argv[] = {"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+                          "--dir", dir, NULL};
+    GPid pid;
+    ck_assert(g_spawn_async(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
+                            NULL, NULL, &pid, &e));
+    again.pid = pid;
+    run_until_connected(r, TRUE, 8000);
+    ck_assert(sl_redis_connected(r));
+    kill(again.pid, SIGKILL);
+    waitpid(again.pid, NULL, 0);
+    harness_rmtree(dir);
+    g_free(dir);
+    redis_free(r);
+    harness_redis_stop(&hr);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("redis");
+    TCase *tc = tcase_create("redis");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, commands_are_answered);
+    tcase_add_test(tc, unreachable_at_start);
+    tcase_add_test(tc, stopped_server_times_out_then_recovers);
+    tcase_add_test(tc, reconnects_after_restart);
+    suite_add_tcase(s, tc);
+    return harness_run_suite(s);
+}

@@ -1,0 +1,61 @@
+/* harness: real servers for tests: a redis-server and silklive on free loopback ports, always
+ * stopped (they die with the test process too), and a small blocking HTTP client. */
+#ifndef SL_TEST_HARNESS_H
+#define SL_TEST_HARNESS_H
+
+#include <glib.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int harness_free_port(void);
+/* A fresh temporary directory (g_free the path; removed by harness_rmtree). */
+char *harness_tmpdir(void);
+void harness_rmtree(const char *path);
+
+struct harness_redis {
+    pid_t pid;
+    int port;
+    char *dir; /* owned */
+};
+/* Start redis-server on a free port; aborts the test on failure. extra: NULL-terminated argv. */
+void harness_redis_start(struct harness_redis *r, const char *const *extra);
+void harness_redis_stop(struct harness_redis *r);
+/* A synchronous command against it; returns the reply as text (g_free) or NULL. */
+char *harness_redis_cmd(int port, const char *fmt, ...);
+
+struct harness_silklive {
+    pid_t pid;
+    int port;
+    char *data_dir; /* owned */
+    char *media_dir; /* owned */
+    char *log_path;  /* owned */
+};
+/* Start the built silklive with --listen on a free port and the given extra args (NULL-terminated);
+ * waits for /healthz. Returns FALSE if it exited instead (its status in *exit_status). */
+gboolean harness_silklive_start(struct harness_silklive *s, const char *const *args, int *exit_status);
+/* SIGTERM, wait up to 15 s; returns the exit status (or -1 if it had to be killed). */
+int harness_silklive_stop(struct harness_silklive *s);
+/* Run the silklive binary to completion; returns its exit status, stdout and stderr (g_free). */
+int harness_silklive_run(const char *const *args, char **out, char **err);
+
+struct harness_response {
+    int status;
+    char *headers; /* owned, raw status line and headers */
+    char *body;    /* owned, NUL-terminated */
+    size_t body_len;
+};
+/* One HTTP/1.1 request (Connection: close). headers: "Name: v\r\n"... or NULL. Returns 0 or -1. */
+int harness_http(int port, const char *method, const char *path, const char *headers,
+                 const char *body, size_t body_len, struct harness_response *out);
+/* Raw bytes in, everything until the server closes (or 5 s) out. */
+char *harness_raw(int port, const char *data, size_t len, size_t *out_len);
+void harness_response_free(struct harness_response *r);
+/* Value of a response header (lower-case name), g_free, or NULL. */
+char *harness_header(const struct harness_response *r, const char *name);
+
+/* Run a Check suite; returns the process exit status (0 when every test passed). */
+struct Suite;
+int harness_run_suite(struct Suite *s);
+
+#endif
