@@ -75,7 +75,8 @@ static int cmd_token(int argc, char **argv)
         {"ttl", 0, 0, G_OPTION_ARG_INT64, &ttl, "lifetime in seconds (default 3600)", "SECONDS"},
         {"config", 0, 0, G_OPTION_ARG_FILENAME, &f.config, "config file", "FILE"},
         {"secret", 0, 0, G_OPTION_ARG_STRING, &f.secret, "signing secret", "S"},
-        {"data-dir", 0, 0, G_OPTION_ARG_FILENAME, &f.data_dir, "data dir holding the secret", "DIR"},
+        {"data-dir", 0, 0, G_OPTION_ARG_FILENAME, &f.data_dir, "data dir holding the secret",
+         "DIR"},
         {NULL},
     };
     GOptionContext *oc = g_option_context_new("- mint a signed token");
@@ -104,8 +105,8 @@ static int cmd_token(int argc, char **argv)
         goto out;
     }
     gboolean needs_pav = claims.role == SL_ROLE_HOST || claims.role == SL_ROLE_CONSUL;
-    if (needs_pav && (pav == NULL || strlen(pav) != 2 || !g_ascii_isupper(pav[0]) ||
-                      !g_ascii_isupper(pav[1]))) {
+    if (needs_pav &&
+        (pav == NULL || strlen(pav) != 2 || !g_ascii_isupper(pav[0]) || !g_ascii_isupper(pav[1]))) {
         rc = fail(SL_EXIT_USAGE, "--pavilion must be a two-letter upper-case code for %s",
                   sl_role_name(claims.role));
         goto out;

@@ -146,13 +146,17 @@ int sl_config_load_file(struct sl_config *c, const char *path, GError **err)
         if (e == NULL && (t < 10 || t > 60000))
             g_set_error(&e, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
                         "[redis] timeout_ms must be 10..60000");
-        if (e != NULL) rc = SL_ERR;
-        else c->redis_timeout_ms = t;
+        if (e != NULL)
+            rc = SL_ERR;
+        else
+            c->redis_timeout_ms = t;
     }
     if (rc == SL_OK && g_key_file_has_key(kf, "server", "demo", NULL)) {
         gboolean d = g_key_file_get_boolean(kf, "server", "demo", &e);
-        if (e != NULL) rc = SL_ERR;
-        else c->demo = d;
+        if (e != NULL)
+            rc = SL_ERR;
+        else
+            c->demo = d;
     }
     g_free(listen);
     g_free(rtmp);
@@ -182,7 +186,8 @@ static char *secret_generate(GError **err)
     }
     close(fd);
     GString *s = g_string_sized_new(65);
-    for (size_t i = 0; i < sizeof raw; i++) g_string_append_printf(s, "%02x", raw[i]);
+    for (size_t i = 0; i < sizeof raw; i++)
+        g_string_append_printf(s, "%02x", raw[i]);
     return g_string_free(s, FALSE);
 }
 

@@ -40,10 +40,10 @@ struct sl_config {
     int listen_port;
     char *rtmp_host; /* owned */
     int rtmp_port;
-    char *media_dir;   /* owned */
-    char *data_dir;    /* owned; secret, embedded Redis, lock */
-    char *web_dir;     /* owned; static web client */
-    char *redis_url;   /* owned; "embedded", redis://host:port[/db] or unix:///path */
+    char *media_dir;    /* owned */
+    char *data_dir;     /* owned; secret, embedded Redis, lock */
+    char *web_dir;      /* owned; static web client */
+    char *redis_url;    /* owned; "embedded", redis://host:port[/db] or unix:///path */
     char *redis_server; /* owned; redis-server binary used for "embedded" */
     int redis_timeout_ms;
     char *secret; /* owned; NULL until resolved by sl_config_resolve_secret() */
@@ -168,7 +168,8 @@ typedef struct sl_redis sl_redis;
  * freed after the callback returns. */
 typedef void (*sl_redis_cb)(struct redisReply *reply, const char *err, void *user);
 
-/* Queue a command. SL_OK: cb will be called exactly once. SL_ERR: not connected, cb never called. */
+/* Queue a command. SL_OK: cb will be called exactly once. SL_ERR: not connected, cb never called.
+ */
 int sl_redis_command(sl_redis *r, sl_redis_cb cb, void *user, const char *fmt, ...);
 int sl_redis_command_argv(sl_redis *r, sl_redis_cb cb, void *user, int argc, const char **argv,
                           const size_t *lens);

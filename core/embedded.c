@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #define EMBEDDED_START_TIMEOUT_MS 10000
-#define EMBEDDED_STOP_TIMEOUT_MS 5000
+#define EMBEDDED_STOP_TIMEOUT_MS  5000
 
 struct embedded_redis {
     GMainContext *ctx;
@@ -48,7 +48,8 @@ static void iterate_for(GMainContext *ctx, guint ms)
     GSource *t = g_timeout_source_new(ms);
     g_source_set_callback(t, tick, &fired, NULL);
     g_source_attach(t, ctx);
-    while (!fired) g_main_context_iteration(ctx, TRUE);
+    while (!fired)
+        g_main_context_iteration(ctx, TRUE);
     g_source_destroy(t);
     g_source_unref(t);
 }
@@ -93,10 +94,10 @@ embedded_redis *embedded_redis_start(GMainContext *ctx, const char *binary, cons
     GSubprocessLauncher *l = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
                                                        G_SUBPROCESS_FLAGS_STDERR_SILENCE);
     g_subprocess_launcher_set_child_setup(l, child_setup, NULL, NULL);
-    const char *argv[] = {binary,           "--port",       "0",         "--unixsocket", sock,
-                          "--unixsocketperm", "700",        "--dir",     abs_dir,        "--appendonly",
-                          "yes",            "--appendfsync", "always",   "--save",       "",
-                          "--daemonize",    "no",           "--logfile", logfile,        NULL};
+    const char *argv[] = {binary,   "--port", "0",     "--unixsocket", sock,  "--unixsocketperm",
+                          "700",    "--dir",  abs_dir, "--appendonly", "yes", "--appendfsync",
+                          "always", "--save", "",      "--daemonize",  "no",  "--logfile",
+                          logfile,  NULL};
     GError *e = NULL;
     GSubprocess *proc = g_subprocess_launcher_spawnv(l, argv, &e);
     g_object_unref(l);
@@ -143,11 +144,13 @@ void embedded_redis_stop(embedded_redis *e)
     if (!e->exited) {
         g_subprocess_send_signal(e->proc, SIGTERM); /* redis fsyncs the AOF and exits */
         gint64 deadline = g_get_monotonic_time() + EMBEDDED_STOP_TIMEOUT_MS * 1000;
-        while (!e->exited && g_get_monotonic_time() < deadline) iterate_for(e->ctx, 20);
+        while (!e->exited && g_get_monotonic_time() < deadline)
+            iterate_for(e->ctx, 20);
         if (!e->exited) {
             g_warning("embedded redis-server did not stop in time; killing it");
             g_subprocess_force_exit(e->proc);
-            while (!e->exited) iterate_for(e->ctx, 20);
+            while (!e->exited)
+                iterate_for(e->ctx, 20);
         }
     }
     unlink(e->socket_path);

@@ -158,8 +158,8 @@ json_t *sl_http_req_json(sl_http_req *req)
         sl_http_reply_error(req, 400, "bad_request", "a JSON object body is required");
         return NULL;
     }
-    json_t *j = json_loadb((const char *)req->body->data, req->body->len, JSON_REJECT_DUPLICATES,
-                           &e);
+    json_t *j =
+        json_loadb((const char *)req->body->data, req->body->len, JSON_REJECT_DUPLICATES, &e);
     if (j == NULL) {
         sl_http_reply_error(req, 400, "bad_request", "malformed JSON at line %d: %s", e.line,
                             e.text);
@@ -181,7 +181,8 @@ const struct sl_claims *sl_http_req_auth(sl_http_req *req)
         return NULL;
     }
     const char *tok = h + 7;
-    while (*tok == ' ') tok++;
+    while (*tok == ' ')
+        tok++;
     if (sl_token_verify(server_secret(req->srv), tok, strlen(tok), sl_now_ms() / 1000,
                         &req->claims) != SL_OK) {
         sl_http_reply_error(req, 401, "unauthorized", "invalid or expired token");
@@ -226,22 +227,32 @@ static void snapshot_query(sl_http_req *req, struct lws *wsi)
         int n = lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i);
         if (n < 0) break;
         char *eq = memchr(frag, '=', (size_t)n);
-        if (eq) g_hash_table_replace(req->query, g_strndup(frag, (gsize)(eq - frag)), g_strdup(eq + 1));
-        else g_hash_table_replace(req->query, g_strndup(frag, (gsize)n), g_strdup(""));
+        if (eq)
+            g_hash_table_replace(req->query, g_strndup(frag, (gsize)(eq - frag)), g_strdup(eq + 1));
+        else
+            g_hash_table_replace(req->query, g_strndup(frag, (gsize)n), g_strdup(""));
     }
 }
 
 static const char *method_name(int m)
 {
     switch (m) {
-    case LWSHUMETH_GET: return "GET";
-    case LWSHUMETH_POST: return "POST";
-    case LWSHUMETH_OPTIONS: return "OPTIONS";
-    case LWSHUMETH_PUT: return "PUT";
-    case LWSHUMETH_PATCH: return "PATCH";
-    case LWSHUMETH_DELETE: return "DELETE";
-    case LWSHUMETH_HEAD: return "HEAD";
-    default: return NULL;
+    case LWSHUMETH_GET:
+        return "GET";
+    case LWSHUMETH_POST:
+        return "POST";
+    case LWSHUMETH_OPTIONS:
+        return "OPTIONS";
+    case LWSHUMETH_PUT:
+        return "PUT";
+    case LWSHUMETH_PATCH:
+        return "PATCH";
+    case LWSHUMETH_DELETE:
+        return "DELETE";
+    case LWSHUMETH_HEAD:
+        return "HEAD";
+    default:
+        return NULL;
     }
 }
 
@@ -304,9 +315,12 @@ static int static_serve(sl_http_req *req, struct lws *wsi)
         return 0;
     }
     char headers[160];
-    int hn = g_snprintf(headers, sizeof headers, "cache-control: %s\r\nx-content-type-options: nosniff\r\n",
+    int hn = g_snprintf(headers, sizeof headers,
+                        "cache-control: %s\r\nx-content-type-options: nosniff\r\n",
                         static_cache_control(file, media));
-    if (media) hn += g_snprintf(headers + hn, sizeof headers - (size_t)hn, "access-control-allow-origin: *\r\n");
+    if (media)
+        hn += g_snprintf(headers + hn, sizeof headers - (size_t)hn,
+                         "access-control-allow-origin: *\r\n");
     int n = lws_serve_http_file(wsi, file, sl_static_mime(file), headers, hn);
     g_free(file);
     sl_metric_add(metric_requests(200), 1);
@@ -394,13 +408,14 @@ static int write_headers(sl_http_req *req, struct lws *wsi)
     uint8_t *start = buf + LWS_PRE, *p = start, *end = start + hdr_cap - 1;
     gsize body_len = g_bytes_get_size(req->reply_body);
     int rc = -1;
-    if (lws_add_http_common_headers(wsi, (unsigned)req->status, req->content_type, body_len, &p, end))
+    if (lws_add_http_common_headers(wsi, (unsigned)req->status, req->content_type, body_len, &p,
+                                    end))
         goto out;
-    if (lws_add_http_header_by_name(wsi, (const uint8_t *)"cache-control:",
-                                    (const uint8_t *)"no-store", 8, &p, end))
+    if (lws_add_http_header_by_name(
+            wsi, (const uint8_t *)"cache-control:", (const uint8_t *)"no-store", 8, &p, end))
         goto out;
-    if (req->close_after &&
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const uint8_t *)"close", 5, &p, end))
+    if (req->close_after && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+                                                         (const uint8_t *)"close", 5, &p, end))
         goto out;
     /* extra_headers: "name: value\r\n" lines; names are given lower-case by our callers */
     for (const char *line = req->extra_headers; line && *line;) {
@@ -413,7 +428,8 @@ static int write_headers(sl_http_req *req, struct lws *wsi)
         memcpy(name, line, nlen);
         name[nlen] = '\0';
         const char *v = colon + 1;
-        while (*v == ' ') v++;
+        while (*v == ' ')
+            v++;
         if (lws_add_http_header_by_name(wsi, (const uint8_t *)name, (const uint8_t *)v,
                                         (int)(eol - v), &p, end))
             goto out;
@@ -445,7 +461,8 @@ static int on_writeable(struct http_session *s, struct lws *wsi)
         uint8_t buf[LWS_PRE + HTTP_WRITE_CHUNK];
         memcpy(buf + LWS_PRE, data + req->sent, n);
         gboolean last = req->sent + n == total;
-        if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+        if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
+            (int)n)
             return -1;
         req->sent += n;
         if (!last) {
@@ -466,11 +483,12 @@ static int on_writeable(struct http_session *s, struct lws *wsi)
  * answering with its own HTML page; the client gets api.md's 400 body, then the close. */
 int http_reject_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
 {
-    static const char reply[] = "HTTP/1.1 400 Bad Request\r\n"
-                                "content-type: application/json\r\n"
-                                "content-length: 66\r\n"
-                                "connection: close\r\n\r\n"
-                                "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed request\"}}";
+    static const char reply[] =
+        "HTTP/1.1 400 Bad Request\r\n"
+        "content-type: application/json\r\n"
+        "content-length: 66\r\n"
+        "connection: close\r\n\r\n"
+        "{\"error\":{\"code\":\"bad_request\",\"message\":\"malformed request\"}}";
     switch (reason) {
     case LWS_CALLBACK_RAW_ADOPT:
     case LWS_CALLBACK_RAW_RX:
@@ -515,6 +533,7 @@ int http_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
         if (lws_http_transaction_completed(wsi)) return -1;
         return 0;
     case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* keep-alive: lws frees the session data next */
         if (s && s->req) {
             s->req->wsi = NULL;
             sl_http_req_unref(s->req);

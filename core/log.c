@@ -34,8 +34,10 @@ static GLogWriterOutput log_writer(GLogLevelFlags level, const GLogField *fields
     if (lv > log_threshold) return G_LOG_WRITER_HANDLED; /* higher flag = less severe */
     const char *domain = "silklive", *msg = "";
     for (gsize i = 0; i < n; i++) {
-        if (strcmp(fields[i].key, "GLIB_DOMAIN") == 0 && fields[i].value) domain = fields[i].value;
-        else if (strcmp(fields[i].key, "MESSAGE") == 0 && fields[i].value) msg = fields[i].value;
+        if (strcmp(fields[i].key, "GLIB_DOMAIN") == 0 && fields[i].value)
+            domain = fields[i].value;
+        else if (strcmp(fields[i].key, "MESSAGE") == 0 && fields[i].value)
+            msg = fields[i].value;
     }
     GDateTime *now = g_date_time_new_now_utc();
     char *ts = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S");
@@ -49,7 +51,8 @@ static GLogWriterOutput log_writer(GLogLevelFlags level, const GLogField *fields
 static void lws_log_bridge(int level, const char *line)
 {
     size_t n = strlen(line);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
     GLogLevelFlags gl = (level & LLL_ERR) ? G_LOG_LEVEL_WARNING : G_LOG_LEVEL_INFO;
     g_log("lws", gl, "%.*s", (int)n, line);
 }

@@ -23,8 +23,8 @@ struct pending {
 
 struct sl_redis {
     GMainContext *ctx;
-    char *url_text; /* owned, for messages */
-    char *host;     /* owned; NULL for unix */
+    char *url_text;  /* owned, for messages */
+    char *host;      /* owned; NULL for unix */
     char *unix_path; /* owned */
     int port;
     int db;
@@ -124,8 +124,9 @@ sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError *
         redis_free(r);
         return NULL;
     }
-    r->m_latency_sum = sl_metric_get("silklive_redis_command_seconds_total", SL_METRIC_COUNTER,
-                                     "Time Redis commands took until their reply, summed", NULL, 1000000);
+    r->m_latency_sum =
+        sl_metric_get("silklive_redis_command_seconds_total", SL_METRIC_COUNTER,
+                      "Time Redis commands took until their reply, summed", NULL, 1000000);
     r->m_commands = sl_metric_get("silklive_redis_commands_total", SL_METRIC_COUNTER,
                                   "Redis commands answered", NULL, 1);
     r->m_errors = sl_metric_get("silklive_redis_errors_total", SL_METRIC_COUNTER,
@@ -142,8 +143,10 @@ static void pending_unlink(struct pending *p)
 {
     sl_redis *r = p->r;
     if (r == NULL) return;
-    if (p->prev) p->prev->next = p->next;
-    else r->inflight = p->next;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        r->inflight = p->next;
     if (p->next) p->next->prev = p->prev;
     p->prev = p->next = NULL;
     p->r = NULL;
@@ -188,8 +191,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct pending *p = privdata;
     redisReply *rep = reply;
-    if (rep == NULL) pending_answer(p, NULL, ac->errstr[0] ? ac->errstr : "disconnected");
-    else pending_answer(p, rep, NULL);
+    if (rep == NULL)
+        pending_answer(p, NULL, ac->errstr[0] ? ac->errstr : "disconnected");
+    else
+        pending_answer(p, rep, NULL);
     pending_unlink(p);
     g_free(p);
 }

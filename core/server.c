@@ -17,18 +17,18 @@
 #include <unistd.h>
 
 #define SHUTDOWN_WATCHDOG_S 9
-#define MODULE_SLOTS 4
+#define MODULE_SLOTS        4
 
 struct sl_server {
     struct sl_config *cfg; /* owned */
     GMainContext *ctx;
-    GMainLoop *loop;   /* owned */
-    router *routes;    /* owned */
-    GArray *protocols; /* owned struct lws_protocols, zero-terminated at start */
+    GMainLoop *loop;    /* owned */
+    router *routes;     /* owned */
+    GArray *protocols;  /* owned struct lws_protocols, zero-terminated at start */
     GPtrArray *modules; /* const struct sl_module*, enabled ones, in start order */
     void *module_data[MODULE_SLOTS];
-    struct lws_context *lws; /* owned */
-    sl_redis *redis;         /* owned */
+    struct lws_context *lws;  /* owned */
+    sl_redis *redis;          /* owned */
     embedded_redis *embedded; /* owned */
     int lock_fd;
     guint sig_term, sig_int;
@@ -165,8 +165,9 @@ static void readyz_pong(struct redisReply *reply, const char *err, void *user)
         sl_http_reply_error(c->req, 503, "unavailable", "module %s is not ready", module);
     } else {
         double ms = (double)(g_get_monotonic_time() - c->started_us) / 1000.0;
-        sl_http_reply_json(c->req, 200, json_pack("{s:s, s:{s:s, s:f}}", "status", "ready", "redis",
-                                                  "status", "ok", "latency_ms", ms));
+        sl_http_reply_json(c->req, 200,
+                           json_pack("{s:s, s:{s:s, s:f}}", "status", "ready", "redis", "status",
+                                     "ok", "latency_ms", ms));
     }
     sl_http_req_unref(c->req);
     g_free(c);
@@ -202,8 +203,9 @@ static void process_metrics_update(sl_server *srv)
         const char *p = strrchr(stat, ')'); /* the command name may hold spaces */
         unsigned long utime = 0, stime = 0;
         long rss_pages = 0;
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d "
-                               "%*d %*d %*d %*u %*u %ld",
+        if (p && sscanf(p + 2,
+                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d "
+                        "%*d %*d %*d %*u %*u %ld",
                         &utime, &stime, &rss_pages) == 3) {
             long hz = sysconf(_SC_CLK_TCK);
             sl_metric_set(cpu, (int64_t)(utime + stime) * 100 / (hz > 0 ? hz : 100));
@@ -308,8 +310,9 @@ static int start_lws(sl_server *srv, GError **err)
     info.fd_limit_per_thread = 0;
     srv->lws = lws_create_context(&info);
     if (srv->lws == NULL) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
-                    "cannot create the libwebsockets context (is libwebsockets-evlib-glib installed?)");
+        g_set_error(
+            err, G_IO_ERROR, G_IO_ERROR_FAILED,
+            "cannot create the libwebsockets context (is libwebsockets-evlib-glib installed?)");
         return SL_ERR;
     }
     info.port = c->listen_port;

@@ -76,11 +76,16 @@ static void hs256(const char *secret, const char *data, size_t len, guint8 mac[3
 const char *sl_role_name(enum sl_role r)
 {
     switch (r) {
-    case SL_ROLE_VIEWER: return "viewer";
-    case SL_ROLE_HOST: return "host";
-    case SL_ROLE_CONSUL: return "consul";
-    case SL_ROLE_ADMIN: return "admin";
-    default: return "none";
+    case SL_ROLE_VIEWER:
+        return "viewer";
+    case SL_ROLE_HOST:
+        return "host";
+    case SL_ROLE_CONSUL:
+        return "consul";
+    case SL_ROLE_ADMIN:
+        return "admin";
+    default:
+        return "none";
     }
 }
 
@@ -160,7 +165,8 @@ static int claims_from_json(json_t *p, int64_t now_s, struct sl_claims *out)
     if (json_integer_value(exp) <= now_s) return SL_EPROTO;
     if (name && (!json_is_string(name) || json_string_length(name) >= sizeof out->name))
         return SL_EPROTO;
-    if (role_needs_pavilion(r) && !(json_is_string(pav) && pavilion_code_valid(json_string_value(pav))))
+    if (role_needs_pavilion(r) &&
+        !(json_is_string(pav) && pavilion_code_valid(json_string_value(pav))))
         return SL_EPROTO;
 
     memset(out, 0, sizeof *out);
@@ -189,9 +195,10 @@ int sl_token_verify(const char *secret, const char *token, size_t len, int64_t n
     json_t *header = decode_json_part(token, (size_t)(dot1 - token));
     if (header == NULL) return SL_EPROTO;
     json_t *alg = json_object_get(header, "alg"), *typ = json_object_get(header, "typ");
-    gboolean alg_ok = json_is_string(alg) && strcmp(json_string_value(alg), "HS256") == 0 &&
-                      (typ == NULL || (json_is_string(typ) && strcmp(json_string_value(typ), "JWT") == 0)) &&
-                      json_object_get(header, "crit") == NULL;
+    gboolean alg_ok =
+        json_is_string(alg) && strcmp(json_string_value(alg), "HS256") == 0 &&
+        (typ == NULL || (json_is_string(typ) && strcmp(json_string_value(typ), "JWT") == 0)) &&
+        json_object_get(header, "crit") == NULL;
     json_decref(header);
     if (!alg_ok) return SL_EPROTO;
 
@@ -201,7 +208,8 @@ int sl_token_verify(const char *secret, const char *token, size_t len, int64_t n
     if (rc == SL_OK) {
         guint8 mac[32], diff = 0;
         hs256(secret, token, (size_t)(dot2 - token), mac);
-        for (size_t i = 0; i < 32; i++) diff |= mac[i] ^ mac_given->data[i]; /* constant time */
+        for (size_t i = 0; i < 32; i++)
+            diff |= mac[i] ^ mac_given->data[i]; /* constant time */
         if (diff != 0) rc = SL_EPROTO;
     }
     g_byte_array_unref(mac_given);

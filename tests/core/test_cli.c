@@ -105,7 +105,8 @@ START_TEST(port_in_use_exit_1)
     char listen_arg[32];
     g_snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%d", ntohs(a.sin_port));
     char *dir = harness_tmpdir();
-    const char *args[] = {"--listen", listen_arg, "--data-dir", dir, "--redis", "redis://127.0.0.1:1", NULL};
+    const char *args[] = {
+        "--listen", listen_arg, "--data-dir", dir, "--redis", "redis://127.0.0.1:1", NULL};
     char *out, *err;
     ck_assert_int_eq(run(args, &out, &err), 1);
     assert_one_line(err, "in use");
@@ -141,8 +142,8 @@ END_TEST
 START_TEST(token_verifies_against_server_secret)
 {
     char *dir = harness_tmpdir();
-    const char *args[] = {"token", "--role", "host", "--sub", "h-1", "--name", "Ana",
-                          "--pavilion", "CL", "--ttl", "120", "--data-dir", dir, NULL};
+    const char *args[] = {"token",      "--role", "host",  "--sub", "h-1",        "--name", "Ana",
+                          "--pavilion", "CL",     "--ttl", "120",   "--data-dir", dir,      NULL};
     char *out, *err;
     ck_assert_int_eq(run(args, &out, &err), 0);
     g_strstrip(out);
@@ -153,7 +154,8 @@ START_TEST(token_verifies_against_server_secret)
     stat(secret_path, &st);
     ck_assert_int_eq(st.st_mode & 0777, 0600);
     struct sl_claims c;
-    ck_assert_int_eq(sl_token_verify(g_strstrip(secret), out, strlen(out), sl_now_ms() / 1000, &c), SL_OK);
+    ck_assert_int_eq(sl_token_verify(g_strstrip(secret), out, strlen(out), sl_now_ms() / 1000, &c),
+                     SL_OK);
     ck_assert_str_eq(c.sub, "h-1");
     ck_assert_str_eq(c.name, "Ana");
     ck_assert_str_eq(c.pav, "CL");

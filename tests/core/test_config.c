@@ -169,10 +169,16 @@ END_TEST
 
 START_TEST(redis_urls)
 {
-    const char *good[] = {"embedded", "redis://127.0.0.1:6379", "redis://localhost", "redis://h:1/15",
-                          "unix:///tmp/r.sock", "unix:///tmp/r.sock?db=3"};
-    const char *bad[] = {"", "http://x", "redis://", "redis://h:99999", "redis://h:1/16",
-                         "redis://h:1/x", "unix://relative", "unix:///s?db=99"};
+    const char *good[] = {"embedded",       "redis://127.0.0.1:6379", "redis://localhost",
+                          "redis://h:1/15", "unix:///tmp/r.sock",     "unix:///tmp/r.sock?db=3"};
+    const char *bad[] = {"",
+                         "http://x",
+                         "redis://",
+                         "redis://h:99999",
+                         "redis://h:1/16",
+                         "redis://h:1/x",
+                         "unix://relative",
+                         "unix:///s?db=99"};
     for (size_t i = 0; i < G_N_ELEMENTS(good); i++)
         ck_assert_msg(sl_redis_url_check(good[i], NULL) == SL_OK, "%s", good[i]);
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {

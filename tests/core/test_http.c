@@ -118,7 +118,8 @@ START_TEST(malformed_requests_get_400_and_close)
     /* a well-behaved keep-alive client is connected throughout */
     size_t len;
     char *raw = harness_raw(sl.port, malformed[_i], strlen(malformed[_i]), &len);
-    ck_assert_msg(raw && g_str_has_prefix(raw, "HTTP/1.1 400 "), "'%s' got: %.120s", malformed[_i], raw);
+    ck_assert_msg(raw && g_str_has_prefix(raw, "HTTP/1.1 400 "), "'%s' got: %.120s", malformed[_i],
+                  raw);
     ck_assert_ptr_nonnull(strstr(raw, "\"bad_request\""));
     g_free(raw);
     struct harness_response r;
@@ -136,7 +137,8 @@ START_TEST(broken_headers_close_without_harm)
         "GET /hls/a%00b HTTP/1.1\r\nHost: x\r\n\r\n",
     };
     GString *huge = g_string_new(cases[0]);
-    for (int i = 0; i < 20000; i++) g_string_append_c(huge, 'a');
+    for (int i = 0; i < 20000; i++)
+        g_string_append_c(huge, 'a');
     g_string_append(huge, "\r\n\r\n");
     size_t len;
     char *raw = harness_raw(sl.port, huge->str, huge->len, &len);
@@ -196,9 +198,15 @@ START_TEST(static_media_without_traversal)
     harness_response_free(&r);
 
     const char *attempts[] = {
-        "/hls/ch1/passwd.ts",           "/hls/../data/secret",      "/hls/%2e%2e/data/secret",
-        "/hls/ch1/%2e%2e/%2e%2e/data/secret", "/hls/..%2fdata/secret", "/hls//etc/passwd",
-        "/hls/ch1/..%5c..%5cdata%5csecret", "/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
+        "/hls/ch1/passwd.ts",
+        "/hls/../data/secret",
+        "/hls/%2e%2e/data/secret",
+        "/hls/ch1/%2e%2e/%2e%2e/data/secret",
+        "/hls/..%2fdata/secret",
+        "/hls//etc/passwd",
+        "/hls/ch1/..%5c..%5cdata%5csecret",
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
         "/hls/ch1/.%2e/.%2e/data/secret",
     };
     for (size_t i = 0; i < G_N_ELEMENTS(attempts); i++) {

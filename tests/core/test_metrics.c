@@ -7,11 +7,14 @@
 
 START_TEST(render_counters_and_gauges)
 {
-    sl_metric *a = sl_metric_get("t_requests_total", SL_METRIC_COUNTER, "Requests", "code=\"200\"", 1);
-    sl_metric *b = sl_metric_get("t_requests_total", SL_METRIC_COUNTER, "Requests", "code=\"404\"", 1);
+    sl_metric *a =
+        sl_metric_get("t_requests_total", SL_METRIC_COUNTER, "Requests", "code=\"200\"", 1);
+    sl_metric *b =
+        sl_metric_get("t_requests_total", SL_METRIC_COUNTER, "Requests", "code=\"404\"", 1);
     sl_metric *g = sl_metric_get("t_live", SL_METRIC_GAUGE, "Live streams", NULL, 1);
     sl_metric *sec = sl_metric_get("t_seconds_total", SL_METRIC_COUNTER, "Seconds", NULL, 1000000);
-    ck_assert_ptr_eq(a, sl_metric_get("t_requests_total", SL_METRIC_COUNTER, NULL, "code=\"200\"", 1));
+    ck_assert_ptr_eq(a,
+                     sl_metric_get("t_requests_total", SL_METRIC_COUNTER, NULL, "code=\"200\"", 1));
     sl_metric_add(a, 3);
     sl_metric_add(b, 1);
     sl_metric_set(g, 7);
@@ -19,12 +22,14 @@ START_TEST(render_counters_and_gauges)
     sl_metric_add(sec, 1500000);
     ck_assert_int_eq(sl_metric_value(g), 5);
     GString *t = sl_metrics_render();
-    ck_assert_ptr_nonnull(strstr(t->str, "# HELP t_requests_total Requests\n# TYPE t_requests_total counter\n"
-                                         "t_requests_total{code=\"200\"} 3\nt_requests_total{code=\"404\"} 1\n"));
+    ck_assert_ptr_nonnull(
+        strstr(t->str, "# HELP t_requests_total Requests\n# TYPE t_requests_total counter\n"
+                       "t_requests_total{code=\"200\"} 3\nt_requests_total{code=\"404\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(t->str, "# TYPE t_live gauge\nt_live 5\n"));
     ck_assert_ptr_nonnull(strstr(t->str, "t_seconds_total 1.500000\n"));
     /* families are sorted by name; each HELP appears once */
-    ck_assert_ptr_null(strstr(strstr(t->str, "# HELP t_requests_total") + 1, "# HELP t_requests_total"));
+    ck_assert_ptr_null(
+        strstr(strstr(t->str, "# HELP t_requests_total") + 1, "# HELP t_requests_total"));
     ck_assert(strstr(t->str, "# HELP t_live") < strstr(t->str, "# HELP t_requests_total"));
     g_string_free(t, TRUE);
 }
@@ -32,7 +37,8 @@ END_TEST
 
 static gpointer adder(gpointer m)
 {
-    for (int i = 0; i < 100000; i++) sl_metric_add(m, 1);
+    for (int i = 0; i < 100000; i++)
+        sl_metric_add(m, 1);
     return NULL;
 }
 

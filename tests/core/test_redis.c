@@ -27,6 +27,12 @@ static void on_answer(struct redisReply *rep, const char *err, void *user)
     a->err = g_strdup(err);
 }
 
+static void answer_clear(struct answer *a)
+{
+    g_clear_pointer(&a->text, g_free);
+    g_clear_pointer(&a->err, g_free);
+}
+
 static gboolean flag_set(gpointer p)
 {
     *(gboolean *)p = TRUE;
@@ -38,7 +44,8 @@ static void run_until(const int *done, int want, int timeout_ms)
 {
     gboolean expired = FALSE;
     guint t = g_timeout_add((guint)timeout_ms, flag_set, &expired);
-    while (*done < want && !expired) g_main_context_iteration(NULL, TRUE);
+    while (*done < want && !expired)
+        g_main_context_iteration(NULL, TRUE);
     if (!expired) g_source_remove(t);
 }
 
@@ -48,7 +55,8 @@ static void run_until_connected(sl_redis *r, gboolean want, int timeout_ms)
     while (sl_redis_connected(r) != want && g_get_monotonic_time() < end) {
         gboolean tick = FALSE;
         g_timeout_add(10, flag_set, &tick);
-        while (!tick) g_main_context_iteration(NULL, TRUE);
+        while (!tick)
+            g_main_context_iteration(NULL, TRUE);
     }
 }
 
@@ -79,6 +87,9 @@ START_TEST(commands_are_answered)
     ck_assert_int_eq(sl_redis_command_argv(r, on_answer, &c, 3, argv, NULL), SL_OK);
     run_until(&c.calls, 1, 2000);
     ck_assert_int_eq(c.type, REDIS_REPLY_INTEGER);
+    answer_clear(&a);
+    answer_clear(&b);
+    answer_clear(&c);
     redis_free(r);
     harness_redis_stop(&hr);
 }
@@ -112,7 +123,8 @@ START_TEST(stopped_server_times_out_then_recovers)
     for (int i = 0; i < 20; i++)
         ck_assert_int_eq(sl_redis_command(r, on_answer, &a[i], "INCR n"), SL_OK);
     gint64 t0 = g_get_monotonic_time();
-    for (int i = 0; i < 20; i++) run_until(&a[i].calls, 1, 3000);
+    for (int i = 0; i < 20; i++)
+        run_until(&a[i].calls, 1, 3000);
     for (int i = 0; i < 20; i++) {
         ck_assert_int_eq(a[i].calls, 1);
         ck_assert_ptr_nonnull(a[i].err);
@@ -129,7 +141,11 @@ START_TEST(stopped_server_times_out_then_recovers)
     run_until(&ok.calls, 1, 2000);
     ck_assert_str_eq(ok.text, "PONG");
     /* late replies to the timed-out commands never reach their callers a second time */
-    for (int i = 0; i < 20; i++) ck_assert_int_eq(a[i].calls, 1);
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(a[i].calls, 1);
+        answer_clear(&a[i]);
+    }
+    answer_clear(&ok);
     redis_free(r);
     harness_redis_stop(&hr);
 }
@@ -149,17 +165,19 @@ START_TEST(reconnects_after_restart)
     run_until_connected(r, FALSE, 3000);
     ck_assert(!sl_redis_connected(r));
     ck_assert_int_le(inflight.calls, 1);
+    answer_clear(&inflight);
     /* the same port again */
     char p[16];
     g_snprintf(p, sizeof p, "%d", port);
     struct harness_redis again = {0};
     char *dir = harness_tmpdir();
     GError *e = NULL;
-    const char *argv[] = {"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-                          "--dir", dir, NULL};
+    const char *argv[] = {"redis-server", "--port", p,       "--bind", "127.0.0.1",
+                          "--save",       "",       "--dir", dir,      NULL};
     GPid pid;
-    ck_assert(g_spawn_async(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
-                            NULL, NULL, &pid, &e));
+    ck_assert(g_spawn_async(NULL, (char **)argv, NULL,
+                            G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, &pid,
+                            &e));
     again.pid = pid;
     run_until_connected(r, TRUE, 8000);
     ck_assert(sl_redis_connected(r));

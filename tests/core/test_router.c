@@ -32,7 +32,8 @@ START_TEST(exact_and_captures)
     ck_assert_str_eq(rt->user, "list");
     ck_assert_int_eq(router_match(r, "POST", "/api/v1/pavilions", params, &rt, NULL), ROUTE_FOUND);
     ck_assert_str_eq(rt->user, "create");
-    ck_assert_int_eq(router_match(r, "GET", "/api/v1/pavilions/CL", params, &rt, NULL), ROUTE_FOUND);
+    ck_assert_int_eq(router_match(r, "GET", "/api/v1/pavilions/CL", params, &rt, NULL),
+                     ROUTE_FOUND);
     ck_assert_str_eq(rt->user, "one");
     ck_assert_str_eq(g_hash_table_lookup(params, "code"), "CL");
     g_hash_table_remove_all(params);
@@ -48,8 +49,14 @@ START_TEST(not_found)
 {
     router *r = make();
     const struct route *rt;
-    const char *paths[] = {"/", "", "api/v1/pavilions", "/api/v1/pavilions/", "/api/v1/pavilions//channels",
-                           "/api/v1/pavilions/CL/channels/x", "/api/v1", "/API/v1/pavilions"};
+    const char *paths[] = {"/",
+                           "",
+                           "api/v1/pavilions",
+                           "/api/v1/pavilions/",
+                           "/api/v1/pavilions//channels",
+                           "/api/v1/pavilions/CL/channels/x",
+                           "/api/v1",
+                           "/API/v1/pavilions"};
     for (size_t i = 0; i < G_N_ELEMENTS(paths); i++)
         ck_assert_msg(router_match(r, "GET", paths[i], NULL, &rt, NULL) == ROUTE_NOT_FOUND, "%s",
                       paths[i]);

@@ -70,13 +70,13 @@ static const struct {
     {"ch//index.m3u8", SL_EPROTO},
     {"ch\\..\\..\\secret", SL_EPROTO},
     {"..", SL_EPROTO},
-    {"ch/evil.ts", SL_ERR},     /* symlink leaving the root */
-    {"up/secret", SL_ERR},      /* directory symlink leaving the root */
-    {"ch", SL_ERR},             /* a directory */
+    {"ch/evil.ts", SL_ERR}, /* symlink leaving the root */
+    {"up/secret", SL_ERR},  /* directory symlink leaving the root */
+    {"ch", SL_ERR},         /* a directory */
     {"ch/none.ts", SL_ERR},
     {"", SL_ERR},
     {".env", SL_ERR},
-    {"%2e%2e/secret", SL_ERR},  /* no second decoding: a literal name that does not exist */
+    {"%2e%2e/secret", SL_ERR}, /* no second decoding: a literal name that does not exist */
 };
 
 START_TEST(refuses_ways_out)

@@ -13,9 +13,12 @@ static char *b64url(const char *data, size_t len)
 {
     char *b = g_base64_encode((const guchar *)data, len);
     for (char *p = b; *p; p++) {
-        if (*p == '+') *p = '-';
-        else if (*p == '/') *p = '_';
-        else if (*p == '=') *p = '\0';
+        if (*p == '+')
+            *p = '-';
+        else if (*p == '/')
+            *p = '_';
+        else if (*p == '=')
+            *p = '\0';
     }
     return b;
 }
@@ -44,7 +47,6 @@ static int verify(const char *tok, struct sl_claims *c)
 {
     return sl_token_verify(secret, tok, strlen(tok), now, c);
 }
-
 
 START_TEST(sign_then_verify)
 {
@@ -100,13 +102,18 @@ END_TEST
 static const struct {
     const char *header, *payload;
 } bad_parts[] = {
-    {"{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
-    {"{\"alg\":\"RS256\",\"typ\":\"JWT\"}", "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
+    {"{\"alg\":\"none\",\"typ\":\"JWT\"}",
+     "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
+    {"{\"alg\":\"RS256\",\"typ\":\"JWT\"}",
+     "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
     {"{\"alg\":\"hs256\"}", "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
     {"{\"typ\":\"JWT\"}", "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
-    {"{\"alg\":\"HS256\",\"typ\":\"JWE\"}", "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
-    {"{\"alg\":\"HS256\",\"crit\":[\"x\"]}", "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
-    {"{\"alg\":\"HS256\",\"alg\":\"none\"}", "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
+    {"{\"alg\":\"HS256\",\"typ\":\"JWE\"}",
+     "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
+    {"{\"alg\":\"HS256\",\"crit\":[\"x\"]}",
+     "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
+    {"{\"alg\":\"HS256\",\"alg\":\"none\"}",
+     "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
     {"[1]", "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1900000000}"},
     {"{\"alg\":\"HS256\"}", "{\"role\":\"viewer\",\"exp\":1900000000}"},
     {"{\"alg\":\"HS256\"}", "{\"sub\":\"u\",\"exp\":1900000000}"},
@@ -118,12 +125,14 @@ static const struct {
     {"{\"alg\":\"HS256\"}", "{\"sub\":\"\",\"role\":\"viewer\",\"exp\":1900000000}"},
     {"{\"alg\":\"HS256\"}", "{\"sub\":7,\"role\":\"viewer\",\"exp\":1900000000}"},
     {"{\"alg\":\"HS256\"}", "{\"sub\":\"u\",\"role\":\"consul\",\"exp\":1900000000}"},
-    {"{\"alg\":\"HS256\"}", "{\"sub\":\"u\",\"role\":\"host\",\"pav\":\"Chile\",\"exp\":1900000000}"},
+    {"{\"alg\":\"HS256\"}",
+     "{\"sub\":\"u\",\"role\":\"host\",\"pav\":\"Chile\",\"exp\":1900000000}"},
     {"{\"alg\":\"HS256\"}", "{\"sub\":\"u\",\"role\":\"viewer\",\"name\":5,\"exp\":1900000000}"},
     {"{\"alg\":\"HS256\"}", "{\"sub\":\"u\",\"role\":\"viewer\",\"exp\":1700000000}"},
     {"{\"alg\":\"HS256\"}", "[\"sub\",\"u\"]"},
     {"{\"alg\":\"HS256\"}", "not json"},
-    {"{\"alg\":\"HS256\"}", "{\"sub\":\"u\",\"sub\":\"admin\",\"role\":\"viewer\",\"exp\":1900000000}"},
+    {"{\"alg\":\"HS256\"}",
+     "{\"sub\":\"u\",\"sub\":\"admin\",\"role\":\"viewer\",\"exp\":1900000000}"},
 };
 
 START_TEST(refuses_bad_header_or_claims)
@@ -139,8 +148,8 @@ END_TEST
 START_TEST(accepts_minimal_forged_with_right_key)
 {
     /* control for the table above: the forge helper itself makes valid tokens */
-    char *tok = forge("{\"alg\":\"HS256\"}", "{\"sub\":\"u\",\"role\":\"admin\",\"exp\":1900000000}",
-                      secret);
+    char *tok = forge("{\"alg\":\"HS256\"}",
+                      "{\"sub\":\"u\",\"role\":\"admin\",\"exp\":1900000000}", secret);
     struct sl_claims out;
     ck_assert_int_eq(verify(tok, &out), SL_OK);
     ck_assert_int_eq(out.role, SL_ROLE_ADMIN);
@@ -160,8 +169,9 @@ START_TEST(refuses_malformed_text)
     char *four = g_strconcat(good, ".x", NULL);
     char *plus = g_strdup(good);
     plus[3] = '+';
-    const char *cases[] = {"", ".", "..", "a.b.c", "a.b", no_sig, padded, four, plus,
-                           "eyJhbGciOiJIUzI1NiJ9..sig", "!!!.???.###"};
+    const char *cases[] = {"",           ".",    "..", "a.b.c", "a.b",
+                           no_sig,       padded, four, plus,    "eyJhbGciOiJIUzI1NiJ9..sig",
+                           "!!!.???.###"};
     struct sl_claims out;
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++)
         ck_assert_msg(verify(cases[i], &out) == SL_EPROTO, "accepted '%s'", cases[i]);

@@ -115,9 +115,12 @@ char *harness_redis_cmd(int port, const char *fmt, ...)
     va_end(ap);
     char *out = NULL;
     if (rep) {
-        if (rep->type == REDIS_REPLY_INTEGER) out = g_strdup_printf("%lld", rep->integer);
-        else if (rep->str) out = g_strndup(rep->str, rep->len);
-        else out = g_strdup("");
+        if (rep->type == REDIS_REPLY_INTEGER)
+            out = g_strdup_printf("%lld", rep->integer);
+        else if (rep->str)
+            out = g_strndup(rep->str, rep->len);
+        else
+            out = g_strdup("");
         freeReplyObject(rep);
     }
     redisFree(c);
@@ -133,11 +136,13 @@ void harness_redis_start(struct harness_redis *r, const char *const *extra)
         char port[16];
         g_snprintf(port, sizeof port, "%d", r->port);
         GPtrArray *argv = g_ptr_array_new();
-        const char *base[] = {"redis-server", "--port", port,      "--bind", "127.0.0.1",
-                              "--save",       "",       "--appendonly", "no", "--dir", r->dir,
-                              "--daemonize",  "no"};
-        for (size_t i = 0; i < G_N_ELEMENTS(base); i++) g_ptr_array_add(argv, (gpointer)base[i]);
-        for (const char *const *e = extra; e && *e; e++) g_ptr_array_add(argv, (gpointer)*e);
+        const char *base[] = {
+            "redis-server", "--port", port,    "--bind", "127.0.0.1",   "--save", "",
+            "--appendonly", "no",     "--dir", r->dir,   "--daemonize", "no"};
+        for (size_t i = 0; i < G_N_ELEMENTS(base); i++)
+            g_ptr_array_add(argv, (gpointer)base[i]);
+        for (const char *const *e = extra; e && *e; e++)
+            g_ptr_array_add(argv, (gpointer)*e);
         g_ptr_array_add(argv, NULL);
         r->pid = spawn((const char *const *)argv->pdata, NULL);
         g_ptr_array_unref(argv);
@@ -168,7 +173,8 @@ void harness_redis_stop(struct harness_redis *r)
     r->dir = NULL;
 }
 
-gboolean harness_silklive_start(struct harness_silklive *s, const char *const *args, int *exit_status)
+gboolean harness_silklive_start(struct harness_silklive *s, const char *const *args,
+                                int *exit_status)
 {
     memset(s, 0, sizeof *s);
     char *root = harness_tmpdir();
@@ -181,10 +187,12 @@ gboolean harness_silklive_start(struct harness_silklive *s, const char *const *a
         char listen[32];
         g_snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
         GPtrArray *argv = g_ptr_array_new();
-        const char *base[] = {SILKLIVE_BIN, "serve", "--listen", listen, "--data-dir", s->data_dir,
-                              "--media-dir", s->media_dir};
-        for (size_t i = 0; i < G_N_ELEMENTS(base); i++) g_ptr_array_add(argv, (gpointer)base[i]);
-        for (const char *const *a = args; a && *a; a++) g_ptr_array_add(argv, (gpointer)*a);
+        const char *base[] = {SILKLIVE_BIN, "serve",     "--listen",    listen,
+                              "--data-dir", s->data_dir, "--media-dir", s->media_dir};
+        for (size_t i = 0; i < G_N_ELEMENTS(base); i++)
+            g_ptr_array_add(argv, (gpointer)base[i]);
+        for (const char *const *a = args; a && *a; a++)
+            g_ptr_array_add(argv, (gpointer)*a);
         g_ptr_array_add(argv, NULL);
         s->pid = spawn((const char *const *)argv->pdata, s->log_path);
         g_ptr_array_unref(argv);
@@ -252,7 +260,8 @@ int harness_silklive_run(const char *const *args, char **out, char **err)
 {
     GPtrArray *argv = g_ptr_array_new();
     g_ptr_array_add(argv, (gpointer)SILKLIVE_BIN);
-    for (const char *const *a = args; a && *a; a++) g_ptr_array_add(argv, (gpointer)*a);
+    for (const char *const *a = args; a && *a; a++)
+        g_ptr_array_add(argv, (gpointer)*a);
     g_ptr_array_add(argv, NULL);
     int status = -1;
     GError *e = NULL;
@@ -266,7 +275,8 @@ int harness_silklive_run(const char *const *args, char **out, char **err)
 static int connect_port(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0) return -1;
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
@@ -345,7 +355,8 @@ char *harness_header(const struct harness_response *r, const char *name)
     char *v = NULL;
     if (at) {
         const char *val = r->headers + (at - lower) + strlen(needle);
-        while (*val == ' ') val++;
+        while (*val == ' ')
+            val++;
         const char *eol = strstr(val, "\r\n");
         v = eol ? g_strndup(val, eol - val) : g_strdup(val);
     }

@@ -27,13 +27,14 @@ char *harness_redis_cmd(int port, const char *fmt, ...);
 struct harness_silklive {
     pid_t pid;
     int port;
-    char *data_dir; /* owned */
+    char *data_dir;  /* owned */
     char *media_dir; /* owned */
     char *log_path;  /* owned */
 };
 /* Start the built silklive with --listen on a free port and the given extra args (NULL-terminated);
  * waits for /healthz. Returns FALSE if it exited instead (its status in *exit_status). */
-gboolean harness_silklive_start(struct harness_silklive *s, const char *const *args, int *exit_status);
+gboolean harness_silklive_start(struct harness_silklive *s, const char *const *args,
+                                int *exit_status);
 /* SIGTERM, wait up to 15 s; returns the exit status (or -1 if it had to be killed). */
 int harness_silklive_stop(struct harness_silklive *s);
 /* Run the silklive binary to completion; returns its exit status, stdout and stderr (g_free). */

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# setup: installs the Debian 12 packages silklive needs (only those missing) and builds it into
+# build/. Re-running it when everything is in place changes nothing and takes a few seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build and run time. libwebsockets-evlib-glib is the plugin that runs lws on the GLib loop.
+PACKAGES=(
+  build-essential cmake pkg-config
+  libglib2.0-dev libwebsockets-dev libwebsockets-evlib-glib libhiredis-dev libjansson-dev
+  redis-server
+)
+# The test suite: Check, clang with libFuzzer for the fuzz targets, clang-format for the style gate.
+if [[ "${1:-}" == "--test" ]]; then
+  PACKAGES+=(check clang libclang-rt-14-dev clang-format)
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=()
+  [[ "$(id -u)" -eq 0 ]] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+# Debian's redis-server package starts a system-wide Redis; silklive does not need it (its
+# default is a private embedded one), and tests start their own on free ports.
+jobs=$(nproc)
+if [[ ! -f build/CMakeCache.txt ]]; then
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
+cmake --build build -j "$jobs" -- --no-print-directory | grep -vE '^\[ *[0-9]+%\]' || true
+test -x build/silklive
