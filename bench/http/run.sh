@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# bench/http: wrk against silklive's GET /healthz and against nginx serving a static file of the
+# same body size, in the same run, each server pinned to core 0 and wrk to core 1.
+# Prints one markdown table row per round and the medians. Usage: bench/http/run.sh [rounds] [secs]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${1:-5}
+SECS=${2:-8}
+CONNS=${CONNS:-64}
+
+for p in wrk nginx-light; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
+done
+bash deploy/setup.sh >/dev/null
+
+work=$(mktemp -d)
+cleanup() {
+  [[ -n "${SL_PID:-}" ]] && kill "$SL_PID" 2>/dev/null && wait "$SL_PID" 2>/dev/null
+  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SL_PORT=$(free_port)
+NG_PORT=$(free_port)
+
+taskset -c 0 build/silklive serve --listen "127.0.0.1:$SL_PORT" --data-dir "$work/data" \
+  --media-dir "$work/media" --log-level warning &
+SL_PID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$SL_PORT/healthz" >/dev/null && break; sleep 0.1; done
+body=$(curl -sf "http://127.0.0.1:$SL_PORT/healthz")
+
+mkdir -p "$work/www"
+printf '%s' "$body" >"$work/www/healthz"
+cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  default_type application/json;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$NG_PORT; root $work/www; }
+}
+NGINX
+taskset -c 0 nginx -c "$work/nginx.conf"
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$NG_PORT/healthz" >/dev/null && break; sleep 0.1; done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rps() { taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.0f", m}'; }
+
+NG_WORKER=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
+echo "| round | silklive req/s | silklive CPU % | nginx req/s | nginx CPU % | ratio |"
+echo "| --- | --- | --- | --- | --- | --- |"
+: >"$work/sl" ; : >"$work/ng"
+for r in $(seq "$ROUNDS"); do
+  t0=$(cpu_ticks "$SL_PID"); a=$(rps "http://127.0.0.1:$SL_PORT/healthz"); t1=$(cpu_ticks "$SL_PID")
+  n0=$(cpu_ticks "$NG_WORKER"); b=$(rps "http://127.0.0.1:$NG_PORT/healthz"); n1=$(cpu_ticks "$NG_WORKER")
+  echo "$a" >>"$work/sl"; echo "$b" >>"$work/ng"
+  printf '| %s | %.0f | %d | %.0f | %d | %.2f |\n' "$r" "$a" $(((t1 - t0) * 100 / SECS / 100)) "$b" \
+    $(((n1 - n0) * 100 / SECS / 100)) "$(echo "$a / $b" | bc -l)"
+done
+ms=$(median <"$work/sl"); mn=$(median <"$work/ng")
+printf '| median | %s | | %s | | %.2f |\n' "$ms" "$mn" "$(echo "$ms / $mn" | bc -l)"
+echo "silklive peak RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/$SL_PID/status")"
