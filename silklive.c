@@ -1,5 +1,6 @@
 /* silklive: the composition root. Parses the command line (api.md "Command line"), builds the
  * config, adds the compiled-in modules to the server and runs it; or mints a token. */
+#include "commerce/commerce.h"
 #include "core/core.h"
 
 #include <libwebsockets.h>
@@ -224,6 +225,7 @@ static int cmd_serve(int argc, char **argv)
     sl_log_init(c->log_level);
     srv = sl_server_new(c);
     c = NULL; /* owned by srv */
+    sl_server_add_module(srv, &commerce_module);
     if (sl_server_start(srv, &err, &rc) != SL_OK) {
         fail(rc, "%s", err->message);
         goto out;

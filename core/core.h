@@ -5,6 +5,7 @@
 
 #include <glib.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -171,11 +172,27 @@ typedef void (*sl_redis_cb)(struct redisReply *reply, const char *err, void *use
 /* Queue a command. SL_OK: cb will be called exactly once. SL_ERR: not connected, cb never called.
  */
 int sl_redis_command(sl_redis *r, sl_redis_cb cb, void *user, const char *fmt, ...);
+int sl_redis_vcommand(sl_redis *r, sl_redis_cb cb, void *user, const char *fmt, va_list ap);
 int sl_redis_command_argv(sl_redis *r, sl_redis_cb cb, void *user, int argc, const char **argv,
                           const size_t *lens);
 gboolean sl_redis_connected(const sl_redis *r);
 /* SL_OK when url is "embedded", redis://HOST:PORT[/DB] or unix:///PATH[?db=N]; else SL_ERR. */
 int sl_redis_url_check(const char *url, GError **err);
+
+/* A Lua script run with EVALSHA; a NOSCRIPT answer (a restarted or failed-over Redis) is retried
+ * once with EVAL, which also caches it. */
+typedef struct sl_script sl_script;
+sl_script *sl_script_new(const char *source);
+void sl_script_free(sl_script *s);
+/* argv holds nkeys keys then the arguments; lens may be NULL for NUL-terminated strings.
+ * SL_OK: cb is called exactly once. SL_ERR: not connected, cb never called. */
+int sl_redis_eval(sl_redis *r, const sl_script *s, sl_redis_cb cb, void *user, int nkeys, int argc,
+                  const char **argv, const size_t *lens);
+
+/* Room events (api.md WebSocket): appends event to the channel's history stream (capped) and
+ * publishes it on silklive:room:<channel> with its history id, in one script. event gets "id"
+ * and "ts_ms" added. cb may be NULL. SL_OK or SL_ERR (Redis not connected). */
+int sl_room_emit(sl_server *srv, const char *channel, json_t *event, sl_redis_cb cb, void *user);
 
 /* ---- server and modules ---- */
 

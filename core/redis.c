@@ -170,7 +170,7 @@ static void pending_answer(struct pending *p, redisReply *reply, const char *err
             sl_metric_add(r->m_errors, 1);
         }
     }
-    p->cb(reply, err, p->user);
+    if (p->cb) p->cb(reply, err, p->user);
 }
 
 static void drop_connection(sl_redis *r, const char *why);
@@ -344,19 +344,24 @@ int sl_redis_command_argv(sl_redis *r, sl_redis_cb cb, void *user, int argc, con
     return SL_OK;
 }
 
-int sl_redis_command(sl_redis *r, sl_redis_cb cb, void *user, const char *fmt, ...)
+int sl_redis_vcommand(sl_redis *r, sl_redis_cb cb, void *user, const char *fmt, va_list ap)
 {
     if (r == NULL || !r->connected || r->ac == NULL) return SL_ERR;
     struct pending *p = pending_new(r, cb, user);
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = redisvAsyncCommand(r->ac, on_reply, p, fmt, ap);
-    va_end(ap);
-    if (rc != REDIS_OK) {
+    if (redisvAsyncCommand(r->ac, on_reply, p, fmt, ap) != REDIS_OK) {
         pending_abort(p);
         return SL_ERR;
     }
     return SL_OK;
+}
+
+int sl_redis_command(sl_redis *r, sl_redis_cb cb, void *user, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sl_redis_vcommand(r, cb, user, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static gboolean wait_deadline(gpointer data)
@@ -404,4 +409,102 @@ void redis_free(sl_redis *r)
     g_free(r->unix_path);
     g_free(r->last_error);
     g_free(r);
+}
+
+/* ---- Lua scripts ---- */
+
+struct sl_script {
+    char *source; /* owned */
+    char sha[41];
+};
+
+sl_script *sl_script_new(const char *source)
+{
+    sl_script *s = g_new0(sl_script, 1);
+    s->source = g_strdup(source);
+    char *hex = g_compute_checksum_for_string(G_CHECKSUM_SHA1, source, -1);
+    g_strlcpy(s->sha, hex, sizeof s->sha);
+    g_free(hex);
+    return s;
+}
+
+void sl_script_free(sl_script *s)
+{
+    if (s == NULL) return;
+    g_free(s->source);
+    g_free(s);
+}
+
+struct eval_call {
+    sl_redis *r;
+    const sl_script *script;
+    sl_redis_cb cb;
+    void *user;
+    int argc; /* of args below: "EVALSHA", sha, nkeys, keys..., args... */
+    char **args;
+    size_t *lens;
+    gboolean retried;
+};
+
+static void eval_call_free(struct eval_call *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        g_free(c->args[i]);
+    g_free(c->args);
+    g_free(c->lens);
+    g_free(c);
+}
+
+static void eval_reply(redisReply *reply, const char *err, void *user)
+{
+    struct eval_call *c = user;
+    if (reply && reply->type == REDIS_REPLY_ERROR && !c->retried &&
+        g_str_has_prefix(reply->str, "NOSCRIPT")) {
+        c->retried = TRUE;
+        g_free(c->args[0]);
+        g_free(c->args[1]);
+        c->args[0] = g_strdup("EVAL");
+        c->args[1] = g_strdup(c->script->source);
+        c->lens[0] = 4;
+        c->lens[1] = strlen(c->script->source);
+        if (sl_redis_command_argv(c->r, eval_reply, c, c->argc, (const char **)c->args, c->lens) ==
+            SL_OK)
+            return;
+        c->cb(NULL, "disconnected", c->user);
+        eval_call_free(c);
+        return;
+    }
+    c->cb(reply, err, c->user);
+    eval_call_free(c);
+}
+
+int sl_redis_eval(sl_redis *r, const sl_script *s, sl_redis_cb cb, void *user, int nkeys, int argc,
+                  const char **argv, const size_t *lens)
+{
+    if (!sl_redis_connected(r)) return SL_ERR;
+    struct eval_call *c = g_new0(struct eval_call, 1);
+    c->r = r;
+    c->script = s;
+    c->cb = cb;
+    c->user = user;
+    c->argc = argc + 3;
+    c->args = g_new0(char *, c->argc);
+    c->lens = g_new0(size_t, c->argc);
+    c->args[0] = g_strdup("EVALSHA");
+    c->args[1] = g_strdup(s->sha);
+    c->args[2] = g_strdup_printf("%d", nkeys);
+    for (int i = 0; i < 3; i++)
+        c->lens[i] = strlen(c->args[i]);
+    for (int i = 0; i < argc; i++) {
+        size_t n = lens ? lens[i] : strlen(argv[i]);
+        c->args[3 + i] = g_memdup2(argv[i], n + 1);
+        c->args[3 + i][n] = '\0';
+        c->lens[3 + i] = n;
+    }
+    if (sl_redis_command_argv(r, eval_reply, c, c->argc, (const char **)c->args, c->lens) !=
+        SL_OK) {
+        eval_call_free(c);
+        return SL_ERR;
+    }
+    return SL_OK;
 }

@@ -1,0 +1,113 @@
+/* commerce internals shared by its files: the module state, the request context that carries one
+ * API call through its Redis steps, validators and the key layout. */
+#ifndef COMMERCE_INTERNAL_H
+#define COMMERCE_INTERNAL_H
+
+#include "commerce.h"
+
+#include <hiredis/hiredis.h>
+
+/* Catalog keys share one hash tag (one slot); every key of a sale shares {sale:<id>}; every key
+ * of a buyer shares {buyer:<user>} (DESIGN.md "Redis key layout"). */
+#define KEY_PAV          "sl:{cat}:pav:%s"
+#define KEY_PAVS         "sl:{cat}:pavs"
+#define KEY_CHAN         "sl:{cat}:chan:%s"
+#define KEY_CHANS        "sl:{cat}:chans"
+#define KEY_PAV_CHANS    "sl:{cat}:pav:%s:chans"
+#define KEY_STREAMKEY    "sl:{cat}:streamkey:%s"
+#define KEY_PIN          "sl:{cat}:chan:%s:pin"
+#define KEY_LIVE         "sl:{cat}:live"
+#define KEY_PRODUCT      "sl:{cat}:product:%s"
+#define KEY_PAV_PRODUCTS "sl:{cat}:pav:%s:products"
+#define KEY_CHAN_SALES   "sl:{cat}:chan:%s:sales"
+#define KEY_SALES_OPEN   "sl:{cat}:sales:open"
+#define KEY_SALE_INV     "sl:{sale:%s}:inv"
+#define KEY_SALE_RES     "sl:{sale:%s}:res"
+#define KEY_SALE_EXP     "sl:{sale:%s}:exp"
+#define KEY_SALE_USER    "sl:{sale:%s}:user"
+#define KEY_SALE_IDEM    "sl:{sale:%s}:idem:%s:%s"
+#define KEY_SALE_ORDERS  "sl:{sale:%s}:orders"
+#define KEY_BUYER_SPENT  "sl:{buyer:%s}:spent:%d"
+#define KEY_BUYER_ORDERS "sl:{buyer:%s}:orders"
+#define KEY_BUYER_DOCS   "sl:{buyer:%s}:orderdocs"
+
+struct commerce {
+    sl_server *srv;
+    int64_t quota_annual_fen;
+    int64_t quota_order_fen;
+    char *public_url;                                                        /* owned */
+    char *public_rtmp_url;                                                   /* owned */
+    sl_script *create, *cas, *reserve, *confirm, *release, *sweep, *control; /* owned */
+    GHashTable *watches; /* sale id -> struct sale_watch*, owned */
+    guint sweep_timer;
+    int sweeping; /* sweep commands in flight; a new round waits for the last */
+    gboolean stopping;
+};
+
+/* One API call in flight. Steps are Redis callbacks; any Redis failure answers 503. */
+struct cm_ctx;
+typedef void (*cm_step)(struct cm_ctx *c, redisReply *r);
+struct cm_ctx {
+    sl_http_req *req; /* owned reference */
+    struct commerce *cm;
+    struct sl_claims who; /* valid when authed */
+    gboolean authed;
+    json_t *body;        /* owned */
+    json_t *doc;         /* owned scratch document */
+    json_t *doc2;        /* owned scratch document */
+    char *id;            /* owned: the path id */
+    char *id2;           /* owned scratch id */
+    const char *doc_fmt; /* static key format of the documents a list step reads */
+    int64_t n;
+    cm_step next;
+};
+
+struct cm_ctx *cm_ctx_new(sl_http_req *req, struct commerce *cm);
+void cm_ctx_done(struct cm_ctx *c);
+/* Send a command whose reply goes to step; on failure to send, answers 503 and frees c. */
+void cm_cmd(struct cm_ctx *c, cm_step step, const char *fmt, ...);
+/* argv: the command and its arguments as g_strdup'ed strings. */
+void cm_cmd_argv(struct cm_ctx *c, cm_step step, GPtrArray *argv);
+void cm_eval(struct cm_ctx *c, cm_step step, const sl_script *s, int nkeys, int argc,
+             const char **argv);
+/* Answer and free c. */
+void cm_reply(struct cm_ctx *c, int status, json_t *body);
+void cm_error(struct cm_ctx *c, int status, const char *code, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+/* Authenticate (401 and free on failure). */
+gboolean cm_auth(struct cm_ctx *c);
+/* May the caller act with at least role min for pavilion pav? Else 403 and free. */
+gboolean cm_may(struct cm_ctx *c, enum sl_role min, const char *pav);
+/* Path parameter that must be an api.md id; else 400 and free. Copies it into c->id. */
+gboolean cm_path_id(struct cm_ctx *c, const char *param);
+/* Parse the body (400 and free on failure). */
+gboolean cm_body(struct cm_ctx *c);
+/* A random id with prefix, [A-Za-z0-9], ≥ 96 random bits. */
+char *cm_random_id(const char *prefix, int chars);
+
+/* ---- validate.c: request bodies (pure; fuzzed) ---- */
+/* Each returns a new document (the stored form) or NULL with *err set to a static message. */
+json_t *cm_validate_pavilion(json_t *body, const char **err);
+json_t *cm_validate_channel(json_t *body, const char **err);
+json_t *cm_validate_product(json_t *body, const char **err);
+/* Sale fields (channel, sku, quantity, price_cny_fen?, per_user_limit, hold_ttl_s, starts/ends). */
+json_t *cm_validate_sale(json_t *body, int64_t now_ms, const char **err);
+gboolean cm_valid_country(const char *code);
+
+/* ---- catalog.c ---- */
+void cm_catalog_routes(struct commerce *cm);
+/* Parse a stored JSON document from a bulk reply; NULL for nil or garbage. */
+json_t *cm_doc(redisReply *r);
+
+/* ---- sale.c ---- */
+void cm_sale_routes(struct commerce *cm);
+void cm_sweeper_start(struct commerce *cm);
+void cm_sweeper_stop(struct commerce *cm);
+/* Emit a sale event ("scheduled", "started", "stock", ...) for a sale, reading its state. */
+void cm_sale_event(struct commerce *cm, const char *sale_id, const char *event);
+void cm_watch_free(gpointer w);
+
+extern const char commerce_lua_create[], commerce_lua_cas[], commerce_lua_reserve[],
+    commerce_lua_confirm[], commerce_lua_release[], commerce_lua_sweep[], commerce_lua_control[];
+
+#endif

@@ -1,0 +1,443 @@
+/* module: commerce's life cycle (config, scripts, routes, sweeper, demo seed) and the request
+ * context that walks one API call through its Redis steps. */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* ---- request context ---- */
+
+struct cm_ctx *cm_ctx_new(sl_http_req *req, struct commerce *cm)
+{
+    struct cm_ctx *c = g_new0(struct cm_ctx, 1);
+    c->req = sl_http_req_ref(req);
+    c->cm = cm;
+    return c;
+}
+
+void cm_ctx_done(struct cm_ctx *c)
+{
+    sl_http_req_unref(c->req);
+    json_decref(c->body);
+    json_decref(c->doc);
+    json_decref(c->doc2);
+    g_free(c->id);
+    g_free(c->id2);
+    g_free(c);
+}
+
+void cm_reply(struct cm_ctx *c, int status, json_t *body)
+{
+    sl_http_reply_json(c->req, status, body);
+    cm_ctx_done(c);
+}
+
+void cm_error(struct cm_ctx *c, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    sl_http_reply_error(c->req, status, code, "%s", msg);
+    g_free(msg);
+    cm_ctx_done(c);
+}
+
+static sl_metric *metric_redis_failures(void)
+{
+    static sl_metric *m;
+    if (m == NULL)
+        m = sl_metric_get("silklive_commerce_unavailable_total", SL_METRIC_COUNTER,
+                          "API calls answered 503 because Redis failed or was unreachable", NULL,
+                          1);
+    return m;
+}
+
+static void step_trampoline(redisReply *r, const char *err, void *user)
+{
+    struct cm_ctx *c = user;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        sl_metric_add(metric_redis_failures(), 1);
+        if (r)
+            g_warning("%s %s: redis refused: %s", sl_http_req_method(c->req),
+                      sl_http_req_path(c->req), r->str);
+        cm_error(c, 503, "unavailable", "the store is unavailable (%s); nothing was changed",
+                 r ? "refused" : err);
+        return;
+    }
+    c->next(c, r);
+}
+
+void cm_cmd(struct cm_ctx *c, cm_step step, const char *fmt, ...)
+{
+    c->next = step;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sl_redis_vcommand(sl_server_redis(c->cm->srv), step_trampoline, c, fmt, ap);
+    va_end(ap);
+    if (rc != SL_OK) {
+        sl_metric_add(metric_redis_failures(), 1);
+        cm_error(c, 503, "unavailable", "the store is unavailable; nothing was changed");
+    }
+}
+
+void cm_cmd_argv(struct cm_ctx *c, cm_step step, GPtrArray *argv)
+{
+    c->next = step;
+    if (sl_redis_command_argv(sl_server_redis(c->cm->srv), step_trampoline, c, (int)argv->len,
+                              (const char **)argv->pdata, NULL) != SL_OK) {
+        sl_metric_add(metric_redis_failures(), 1);
+        cm_error(c, 503, "unavailable", "the store is unavailable; nothing was changed");
+    }
+}
+
+void cm_eval(struct cm_ctx *c, cm_step step, const sl_script *s, int nkeys, int argc,
+             const char **argv)
+{
+    c->next = step;
+    if (sl_redis_eval(sl_server_redis(c->cm->srv), s, step_trampoline, c, nkeys, argc, argv,
+                      NULL) != SL_OK) {
+        sl_metric_add(metric_redis_failures(), 1);
+        cm_error(c, 503, "unavailable", "the store is unavailable; nothing was changed");
+    }
+}
+
+gboolean cm_auth(struct cm_ctx *c)
+{
+    const struct sl_claims *who = sl_http_req_auth(c->req);
+    if (who == NULL) {
+        cm_ctx_done(c); /* 401 already answered */
+        return FALSE;
+    }
+    c->who = *who;
+    c->authed = TRUE;
+    return TRUE;
+}
+
+gboolean cm_may(struct cm_ctx *c, enum sl_role min, const char *pav)
+{
+    if (c->who.role == SL_ROLE_ADMIN) return TRUE;
+    if (min == SL_ROLE_ADMIN || c->who.role < min) {
+        cm_error(c, 403, "forbidden", "this needs the %s role", sl_role_name(min));
+        return FALSE;
+    }
+    if (min >= SL_ROLE_HOST && (pav == NULL || strcmp(c->who.pav, pav) != 0)) {
+        cm_error(c, 403, "forbidden", "your token acts for pavilion %s, not %s", c->who.pav,
+                 pav ? pav : "?");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean cm_path_id(struct cm_ctx *c, const char *param)
+{
+    const char *v = sl_http_req_param(c->req, param);
+    if (v == NULL || !sl_id_valid(v, strlen(v))) {
+        cm_error(c, 400, "bad_request", "%s must match [A-Za-z0-9_-]{1,64}", param);
+        return FALSE;
+    }
+    c->id = g_strdup(v);
+    return TRUE;
+}
+
+gboolean cm_body(struct cm_ctx *c)
+{
+    c->body = sl_http_req_json(c->req);
+    if (c->body == NULL) {
+        cm_ctx_done(c); /* 400 already answered */
+        return FALSE;
+    }
+    return TRUE;
+}
+
+char *cm_random_id(const char *prefix, int chars)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    guint8 raw[64];
+    g_assert(chars <= (int)sizeof raw);
+    if (getrandom(raw, (size_t)chars, 0) != chars) g_error("getrandom failed");
+    GString *s = g_string_new(prefix);
+    /* 62 symbols from a byte: reject 248..255 so every symbol is equally likely */
+    for (int i = 0; i < chars;) {
+        for (int k = 0; k < chars && i < chars; k++) {
+            if (raw[k] < 248) {
+                g_string_append_c(s, alphabet[raw[k] % 62]);
+                i++;
+            }
+        }
+        if (i < chars && getrandom(raw, (size_t)chars, 0) != chars) g_error("getrandom failed");
+    }
+    return g_string_free(s, FALSE);
+}
+
+/* ---- life cycle ---- */
+
+static struct commerce *commerce_of(sl_server *srv)
+{
+    return sl_server_module_data(srv, SL_MODULE_COMMERCE);
+}
+
+static int64_t config_int(GKeyFile *kf, const char *key, int64_t def)
+{
+    GError *e = NULL;
+    gint64 v = g_key_file_get_int64(kf, "commerce", key, &e);
+    if (e) {
+        g_error_free(e);
+        return def;
+    }
+    return v;
+}
+
+static int commerce_init(sl_server *srv, GError **err)
+{
+    const struct sl_config *cfg = sl_server_config(srv);
+    struct commerce *cm = g_new0(struct commerce, 1);
+    cm->srv = srv;
+    cm->quota_annual_fen = config_int(cfg->file, "quota_annual_fen", 2600000);
+    cm->quota_order_fen = config_int(cfg->file, "quota_order_fen", 500000);
+    if (cm->quota_annual_fen < 0 || cm->quota_order_fen < 0) {
+        g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                    "[commerce] quotas must be >= 0");
+        g_free(cm);
+        return SL_ERR;
+    }
+    cm->public_url = g_key_file_get_string(cfg->file, "commerce", "public_url", NULL);
+    if (cm->public_url == NULL)
+        cm->public_url = g_strdup_printf("http://%s:%d", cfg->listen_host, cfg->listen_port);
+    cm->public_rtmp_url = g_key_file_get_string(cfg->file, "commerce", "public_rtmp_url", NULL);
+    if (cm->public_rtmp_url == NULL)
+        cm->public_rtmp_url = g_strdup_printf("rtmp://%s:%d/live", cfg->rtmp_host, cfg->rtmp_port);
+    cm->create = sl_script_new(commerce_lua_create);
+    cm->cas = sl_script_new(commerce_lua_cas);
+    cm->reserve = sl_script_new(commerce_lua_reserve);
+    cm->confirm = sl_script_new(commerce_lua_confirm);
+    cm->release = sl_script_new(commerce_lua_release);
+    cm->sweep = sl_script_new(commerce_lua_sweep);
+    cm->control = sl_script_new(commerce_lua_control);
+    cm->watches = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, cm_watch_free);
+    sl_server_set_module_data(srv, SL_MODULE_COMMERCE, cm);
+    cm_catalog_routes(cm);
+    cm_sale_routes(cm);
+    return SL_OK;
+}
+
+/* ---- demo seed (--demo) ---- */
+
+/* Seeding runs in phases, each a batch of commands: the catalog (idempotent creates), then a
+ * look at what exists, then a sale only if the demo channel has none, then the printout. */
+struct demo {
+    struct commerce *cm;
+    int phase;
+    int pending;
+    int64_t sales;
+    char *stream_key;
+    char *sale_id;
+};
+
+static void demo_next(struct demo *d);
+
+static void demo_reply(redisReply *r, const char *err, void *user)
+{
+    struct demo *d = user;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        g_warning("demo seed: %s", r ? r->str : err);
+    } else if (d->phase == 1 && r->type == REDIS_REPLY_INTEGER) {
+        d->sales = r->integer;
+    } else if (d->phase == 1 && r->type == REDIS_REPLY_STRING) {
+        json_t *doc = json_loadb(r->str, r->len, 0, NULL);
+        d->stream_key = g_strdup(json_string_value(json_object_get(doc, "stream_key")));
+        json_decref(doc);
+    }
+    if (--d->pending == 0) demo_next(d);
+}
+
+static void demo_send(struct demo *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    d->pending++;
+    if (sl_redis_vcommand(sl_server_redis(d->cm->srv), demo_reply, d, fmt, ap) != SL_OK)
+        d->pending--;
+    va_end(ap);
+}
+
+static void demo_create(struct demo *d, const char *doc_key, const char *parent, const char *index,
+                        const char *index2, json_t *doc, const char *member, const char *map_key,
+                        const char *map_value)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    char score[32];
+    g_snprintf(score, sizeof score, "%" G_GINT64_FORMAT, sl_now_ms());
+    const char *args[] = {doc_key,
+                          parent ? parent : "",
+                          index,
+                          index2 ? index2 : "",
+                          map_key ? map_key : "",
+                          text,
+                          member,
+                          score,
+                          map_value ? map_value : ""};
+    d->pending++;
+    if (sl_redis_eval(sl_server_redis(d->cm->srv), d->cm->create, demo_reply, d, 5, 9, args,
+                      NULL) != SL_OK)
+        d->pending--;
+    free(text);
+    json_decref(doc);
+}
+
+static void demo_catalog(struct demo *d)
+{
+    int64_t now = sl_now_ms();
+    demo_create(d, "sl:{cat}:pav:CL", NULL, KEY_PAVS, NULL,
+                json_pack("{s:s, s:{s:s, s:s, s:s}, s:s, s:[s,s,s], s:I}", "code", "CL", "name",
+                          "en", "Chile", "zh", "智利", "es", "Chile", "currency", "CLP",
+                          "languages", "es", "en", "zh", "created_at_ms", (json_int_t)now),
+                "CL", NULL, NULL);
+    char *key = cm_random_id("sk_", 40);
+    char *map = g_strdup_printf(KEY_STREAMKEY, key);
+    demo_create(d, "sl:{cat}:chan:cl-wine", "sl:{cat}:pav:CL", KEY_CHANS, "sl:{cat}:pav:CL:chans",
+                json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:I}", "id", "cl-wine", "pavilion", "CL",
+                          "title", "en", "Wines of the Andes, live from the Chile pavilion", "zh",
+                          "安第斯山脉的葡萄酒：智利馆直播", "stream_key", key, "created_at_ms",
+                          (json_int_t)now),
+                "cl-wine", map, "cl-wine");
+    g_free(key);
+    g_free(map);
+    static const struct {
+        const char *sku, *en, *zh, *loc;
+        int clp, fen;
+    } products[] = {
+        {"cl-wine-001", "Carmenere Reserva 2021, 750 ml", "佳美娜珍藏干红 2021，750毫升",
+         "bonded_sh", 12990, 9900},
+        {"cl-cherry-002", "Fresh Bing cherries, 2.5 kg", "新鲜宾莹车厘子 2.5公斤", "direct_mail",
+         24990, 16800},
+        {"cl-honey-003", "Ulmo honey, 500 g", "乌尔莫蜂蜜 500克", "overseas", 8990, 6800},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(products); i++) {
+        char *pk = g_strdup_printf(KEY_PRODUCT, products[i].sku);
+        demo_create(d, pk, "sl:{cat}:pav:CL", "sl:{cat}:pav:CL:products", NULL,
+                    json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i, s:s}, s:i, s:s, s:n, s:I}", "sku",
+                              products[i].sku, "pavilion", "CL", "title", "en", products[i].en,
+                              "zh", products[i].zh, "price", "amount_minor", products[i].clp,
+                              "currency", "CLP", "price_cny_fen", products[i].fen, "stock_location",
+                              products[i].loc, "image_url", "created_at_ms", (json_int_t)now),
+                    products[i].sku, NULL, NULL);
+        g_free(pk);
+    }
+}
+
+static void demo_sale(struct demo *d)
+{
+    int64_t now = sl_now_ms();
+    d->sale_id = cm_random_id("S", 15);
+    demo_send(d,
+              "HSET " KEY_SALE_INV " id %s channel cl-wine sku cl-wine-001 pavilion CL "
+              "state scheduled quantity 500 available 500 held 0 sold 0 ver 0 per_user_limit 2 "
+              "price_cny_fen 6900 hold_ttl_ms 300000 starts_at_ms %lld ends_at_ms 0 "
+              "created_at_ms %lld",
+              d->sale_id, d->sale_id, (long long)(now + 120000), (long long)now);
+    demo_send(d, "ZADD " KEY_CHAN_SALES " %lld %s", "cl-wine", (long long)now, d->sale_id);
+    demo_send(d, "SADD " KEY_SALES_OPEN " %s", d->sale_id);
+}
+
+static void demo_print(struct demo *d)
+{
+    const struct sl_config *cfg = sl_server_config(d->cm->srv);
+    struct sl_claims consul = {.role = SL_ROLE_CONSUL, .exp = sl_now_ms() / 1000 + 7 * 86400};
+    g_strlcpy(consul.sub, "demo-consul", sizeof consul.sub);
+    g_strlcpy(consul.name, "Demo consul (Chile)", sizeof consul.name);
+    g_strlcpy(consul.pav, "CL", sizeof consul.pav);
+    char *tok = sl_token_sign(cfg->secret, &consul);
+    printf("\nsilklive demo: pavilion CL (Chile), channel cl-wine, 3 products%s\n"
+           "  viewer page:  %s/c/cl-wine\n"
+           "  console:      %s/console#token=%s\n"
+           "  stream key:   %s\n"
+           "  go live:      ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i "
+           "sine=frequency=440 -c:v libx264 -preset veryfast -g 60 -c:a aac -f flv %s/%s\n"
+           "  consul token: %s\n\n",
+           d->sale_id ? ", a flash sale starting in 2 minutes" : "", d->cm->public_url,
+           d->cm->public_url, tok, d->stream_key ? d->stream_key : "?", d->cm->public_rtmp_url,
+           d->stream_key ? d->stream_key : "<stream key>", tok);
+    fflush(stdout);
+    g_free(tok);
+}
+
+static void demo_next(struct demo *d)
+{
+    d->phase++;
+    if (d->phase == 1) {
+        demo_send(d, "ZCARD " KEY_CHAN_SALES, "cl-wine");
+        demo_send(d, "GET " KEY_CHAN, "cl-wine");
+    } else if (d->phase == 2 && d->sales == 0) {
+        demo_sale(d);
+    }
+    if (d->pending > 0) return;
+    if (d->phase < 3) {
+        demo_next(d);
+        return;
+    }
+    demo_print(d);
+    g_free(d->stream_key);
+    g_free(d->sale_id);
+    g_free(d);
+}
+
+static void demo_seed(struct commerce *cm)
+{
+    struct demo *d = g_new0(struct demo, 1);
+    d->cm = cm;
+    d->pending = 1; /* held while phase 0 is being sent */
+    demo_catalog(d);
+    if (--d->pending == 0) demo_next(d);
+}
+
+static int commerce_start(sl_server *srv, GError **err)
+{
+    struct commerce *cm = commerce_of(srv);
+    cm_sweeper_start(cm);
+    if (sl_server_config(srv)->demo) demo_seed(cm);
+    return SL_OK;
+}
+
+static void commerce_stop(sl_server *srv)
+{
+    struct commerce *cm = commerce_of(srv);
+    cm->stopping = TRUE;
+    cm_sweeper_stop(cm);
+}
+
+static gboolean commerce_ready(sl_server *srv)
+{
+    return sl_redis_connected(sl_server_redis(srv));
+}
+
+static void commerce_destroy(sl_server *srv)
+{
+    struct commerce *cm = commerce_of(srv);
+    if (cm == NULL) return;
+    cm_sweeper_stop(cm);
+    g_hash_table_unref(cm->watches);
+    sl_script_free(cm->create);
+    sl_script_free(cm->cas);
+    sl_script_free(cm->reserve);
+    sl_script_free(cm->confirm);
+    sl_script_free(cm->release);
+    sl_script_free(cm->sweep);
+    sl_script_free(cm->control);
+    g_free(cm->public_url);
+    g_free(cm->public_rtmp_url);
+    g_free(cm);
+    sl_server_set_module_data(srv, SL_MODULE_COMMERCE, NULL);
+}
+
+const struct sl_module commerce_module = {
+    .name = "commerce",
+    .mask = SL_MODULE_COMMERCE,
+    .init = commerce_init,
+    .start = commerce_start,
+    .stop = commerce_stop,
+    .ready = commerce_ready,
+    .destroy = commerce_destroy,
+};

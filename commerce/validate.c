@@ -1,0 +1,242 @@
+/* validate: turns request bodies into the documents commerce stores, or says precisely what is
+ * wrong with them. Pure functions (no Redis, no HTTP), so they are unit-tested and fuzzed. */
+#include "internal.h"
+
+#include <string.h>
+
+#define TEXT_MAX     500
+#define URL_MAX      2048
+#define QUANTITY_MAX 1000000
+#define PRICE_MAX    100000000000LL /* 1e9 units of a currency in minor units: far above any item */
+
+/* ISO 3166-1 alpha-2 officially assigned codes. */
+static const char country_codes[] =
+    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR "
+    "BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ "
+    "EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW "
+    "GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY "
+    "KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV "
+    "MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY "
+    "QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG "
+    "TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM "
+    "ZW";
+
+gboolean cm_valid_country(const char *code)
+{
+    if (code == NULL || strlen(code) != 2 || !g_ascii_isupper(code[0]) || !g_ascii_isupper(code[1]))
+        return FALSE;
+    for (const char *p = country_codes; *p; p += 3)
+        if (p[0] == code[0] && p[1] == code[1]) return TRUE;
+    return FALSE;
+}
+
+static gboolean valid_currency(const char *c)
+{
+    return c && strlen(c) == 3 && g_ascii_isupper(c[0]) && g_ascii_isupper(c[1]) &&
+           g_ascii_isupper(c[2]);
+}
+
+static gboolean valid_id_value(json_t *v)
+{
+    return json_is_string(v) && sl_id_valid(json_string_value(v), json_string_length(v));
+}
+
+/* Text: valid UTF-8 (jansson guarantees it), 1..TEXT_MAX characters, no control characters. */
+static gboolean valid_text(json_t *v)
+{
+    if (!json_is_string(v)) return FALSE;
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (len == 0 || memchr(s, '\0', len) || g_utf8_strlen(s, (gssize)len) > TEXT_MAX) return FALSE;
+    for (const char *p = s; *p; p = g_utf8_next_char(p))
+        if (g_unichar_iscntrl(g_utf8_get_char(p))) return FALSE;
+    return TRUE;
+}
+
+/* {"en": "...", "zh": "...", other languages...}: at least one of en/zh, every value text. */
+static json_t *localized(json_t *v)
+{
+    if (!json_is_object(v) || json_object_size(v) == 0 || json_object_size(v) > 16) return NULL;
+    if (!json_object_get(v, "en") && !json_object_get(v, "zh")) return NULL;
+    const char *lang;
+    json_t *text;
+    json_object_foreach(v, lang, text)
+    {
+        size_t n = strlen(lang);
+        if (n < 2 || n > 8 || !valid_text(text)) return NULL;
+        for (size_t i = 0; i < n; i++)
+            if (!(g_ascii_isalpha(lang[i]) || lang[i] == '-')) return NULL;
+    }
+    return json_deep_copy(v);
+}
+
+static gboolean int_in(json_t *v, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!json_is_integer(v)) return FALSE;
+    json_int_t n = json_integer_value(v);
+    if (n < lo || n > hi) return FALSE;
+    *out = n;
+    return TRUE;
+}
+
+json_t *cm_validate_pavilion(json_t *body, const char **err)
+{
+    json_t *code = json_object_get(body, "code");
+    if (!json_is_string(code) || !cm_valid_country(json_string_value(code))) {
+        *err = "code must be an ISO 3166-1 alpha-2 country code (e.g. \"CL\")";
+        return NULL;
+    }
+    json_t *name = localized(json_object_get(body, "name"));
+    if (name == NULL) {
+        *err = "name must be an object of texts with \"en\" and/or \"zh\"";
+        return NULL;
+    }
+    json_t *cur = json_object_get(body, "currency");
+    if (!json_is_string(cur) || !valid_currency(json_string_value(cur))) {
+        json_decref(name);
+        *err = "currency must be an ISO 4217 code (e.g. \"CLP\")";
+        return NULL;
+    }
+    json_t *langs = json_object_get(body, "languages");
+    json_t *lang_copy = json_array();
+    if (langs != NULL) {
+        size_t i;
+        json_t *l;
+        gboolean ok = json_is_array(langs) && json_array_size(langs) <= 16;
+        json_array_foreach(langs, i, l)
+        {
+            size_t n = json_is_string(l) ? json_string_length(l) : 0;
+            if (!ok || n < 2 || n > 8) {
+                ok = FALSE;
+                break;
+            }
+            for (size_t k = 0; k < n; k++)
+                if (!(g_ascii_isalpha(json_string_value(l)[k]) || json_string_value(l)[k] == '-'))
+                    ok = FALSE;
+            json_array_append(lang_copy, l);
+        }
+        if (!ok) {
+            json_decref(name);
+            json_decref(lang_copy);
+            *err = "languages must be an array of language tags (e.g. [\"es\",\"zh\"])";
+            return NULL;
+        }
+    }
+    return json_pack("{s:O, s:o, s:O, s:o}", "code", code, "name", name, "currency", cur,
+                     "languages", lang_copy);
+}
+
+json_t *cm_validate_channel(json_t *body, const char **err)
+{
+    json_t *id = json_object_get(body, "id");
+    if (!valid_id_value(id)) {
+        *err = "id must match [A-Za-z0-9_-]{1,64}";
+        return NULL;
+    }
+    json_t *title = localized(json_object_get(body, "title"));
+    if (title == NULL) {
+        *err = "title must be an object of texts with \"en\" and/or \"zh\"";
+        return NULL;
+    }
+    return json_pack("{s:O, s:o}", "id", id, "title", title);
+}
+
+static gboolean valid_url(json_t *v)
+{
+    if (!json_is_string(v)) return FALSE;
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n > URL_MAX || memchr(s, '\0', n)) return FALSE;
+    if (!g_str_has_prefix(s, "https://") && !g_str_has_prefix(s, "http://") && s[0] != '/')
+        return FALSE;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= ' ' || s[i] == '"' || s[i] == '<' || s[i] == '>') return FALSE;
+    return TRUE;
+}
+
+json_t *cm_validate_product(json_t *body, const char **err)
+{
+    json_t *sku = json_object_get(body, "sku");
+    if (!valid_id_value(sku)) {
+        *err = "sku must match [A-Za-z0-9_-]{1,64}";
+        return NULL;
+    }
+    json_t *price = json_object_get(body, "price");
+    int64_t amount, cny;
+    json_t *cur = json_object_get(price, "currency");
+    if (!json_is_object(price) ||
+        !int_in(json_object_get(price, "amount_minor"), 0, PRICE_MAX, &amount) ||
+        !json_is_string(cur) || !valid_currency(json_string_value(cur))) {
+        *err = "price must be {\"amount_minor\": integer >= 0, \"currency\": ISO 4217 code}";
+        return NULL;
+    }
+    if (!int_in(json_object_get(body, "price_cny_fen"), 0, PRICE_MAX, &cny)) {
+        *err = "price_cny_fen must be an integer >= 0 (CNY in fen)";
+        return NULL;
+    }
+    json_t *loc = json_object_get(body, "stock_location");
+    const char *l = json_string_value(loc);
+    if (l == NULL ||
+        (strcmp(l, "bonded_sh") && strcmp(l, "overseas") && strcmp(l, "direct_mail"))) {
+        *err = "stock_location must be \"bonded_sh\", \"overseas\" or \"direct_mail\"";
+        return NULL;
+    }
+    json_t *img = json_object_get(body, "image_url");
+    if (img && !json_is_null(img) && !valid_url(img)) {
+        *err = "image_url must be an http(s) URL or a path";
+        return NULL;
+    }
+    json_t *title = localized(json_object_get(body, "title"));
+    if (title == NULL) {
+        *err = "title must be an object of texts with \"en\" and/or \"zh\"";
+        return NULL;
+    }
+    json_t *doc = json_pack("{s:O, s:o, s:{s:I, s:O}, s:I, s:s}", "sku", sku, "title", title,
+                            "price", "amount_minor", (json_int_t)amount, "currency", cur,
+                            "price_cny_fen", (json_int_t)cny, "stock_location", l);
+    json_object_set(doc, "image_url", img && json_is_string(img) ? img : json_null());
+    return doc;
+}
+
+json_t *cm_validate_sale(json_t *body, int64_t now_ms, const char **err)
+{
+    json_t *channel = json_object_get(body, "channel"), *sku = json_object_get(body, "sku");
+    if (!valid_id_value(channel) || !valid_id_value(sku)) {
+        *err = "channel and sku must be ids";
+        return NULL;
+    }
+    int64_t qty, limit = 1, ttl = 300, price = -1, starts = 0, ends = 0;
+    if (!int_in(json_object_get(body, "quantity"), 1, QUANTITY_MAX, &qty)) {
+        *err = "quantity must be an integer from 1 to 1000000";
+        return NULL;
+    }
+    json_t *v;
+    if ((v = json_object_get(body, "per_user_limit")) && !int_in(v, 1, qty, &limit)) {
+        *err = "per_user_limit must be an integer from 1 to quantity";
+        return NULL;
+    }
+    if ((v = json_object_get(body, "hold_ttl_s")) && !int_in(v, 5, 3600, &ttl)) {
+        *err = "hold_ttl_s must be an integer from 5 to 3600";
+        return NULL;
+    }
+    if ((v = json_object_get(body, "price_cny_fen")) && !int_in(v, 0, PRICE_MAX, &price)) {
+        *err = "price_cny_fen must be an integer >= 0";
+        return NULL;
+    }
+    /* times within ten years either way: a seconds value sent by mistake is caught here */
+    const int64_t span = 10LL * 365 * 24 * 3600 * 1000;
+    if ((v = json_object_get(body, "starts_at_ms")) && !json_is_null(v) &&
+        !int_in(v, now_ms - span, now_ms + span, &starts)) {
+        *err = "starts_at_ms must be Unix milliseconds";
+        return NULL;
+    }
+    if ((v = json_object_get(body, "ends_at_ms")) && !json_is_null(v) &&
+        (!int_in(v, now_ms - span, now_ms + span, &ends) || ends <= MAX(starts, now_ms))) {
+        *err = "ends_at_ms must be Unix milliseconds after starts_at_ms and now";
+        return NULL;
+    }
+    return json_pack("{s:O, s:O, s:I, s:I, s:I, s:I, s:I, s:I}", "channel", channel, "sku", sku,
+                     "quantity", (json_int_t)qty, "per_user_limit", (json_int_t)limit, "hold_ttl_s",
+                     (json_int_t)ttl, "price_cny_fen", (json_int_t)price, "starts_at_ms",
+                     (json_int_t)starts, "ends_at_ms", (json_int_t)ends);
+}
