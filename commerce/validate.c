@@ -25,8 +25,9 @@ gboolean cm_valid_country(const char *code)
 {
     if (code == NULL || strlen(code) != 2 || !g_ascii_isupper(code[0]) || !g_ascii_isupper(code[1]))
         return FALSE;
-    for (const char *p = country_codes; *p; p += 3)
-        if (p[0] == code[0] && p[1] == code[1]) return TRUE;
+    /* codes are 3 bytes apart ("AD AE ..."); the last has no trailing space */
+    for (size_t i = 0; i + 2 <= sizeof country_codes - 1; i += 3)
+        if (country_codes[i] == code[0] && country_codes[i + 1] == code[1]) return TRUE;
     return FALSE;
 }
 
