@@ -14,17 +14,24 @@
 
 /* ---- metrics ---- */
 
-static sl_metric *metric_reservation(const char *result)
-{
-    char labels[64];
-    g_snprintf(labels, sizeof labels, "result=\"%s\"", result);
-    return sl_metric_get("silklive_reservations_total", SL_METRIC_COUNTER,
-                         "Reservation attempts, by result", labels, 1);
-}
-
+/* Handles looked up once per result: this runs on every reservation. */
 static void count_reservation(const char *result)
 {
-    sl_metric_add(metric_reservation(result), 1);
+    static const char *results[] = {
+        "ok",      "existing",    "sold_out",       "limit_exceeded", "sale_not_active",
+        "bad_qty", "quota_order", "quota_exceeded", "not_found"};
+    static sl_metric *handles[G_N_ELEMENTS(results) + 1];
+    size_t i = 0;
+    while (i < G_N_ELEMENTS(results) && strcmp(results[i], result) != 0)
+        i++;
+    if (handles[i] == NULL) {
+        char labels[64];
+        g_snprintf(labels, sizeof labels, "result=\"%s\"",
+                   i < G_N_ELEMENTS(results) ? results[i] : "other");
+        handles[i] = sl_metric_get("silklive_reservations_total", SL_METRIC_COUNTER,
+                                   "Reservation attempts, by result", labels, 1);
+    }
+    sl_metric_add(handles[i], 1);
 }
 
 /* ---- the sale document ---- */

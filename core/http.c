@@ -179,6 +179,29 @@ json_t *sl_http_req_json(sl_http_req *req)
     return j;
 }
 
+/* Verified tokens by their text: a viewer sends the same token with every call, and checking it
+ * (base64, HMAC, two JSON parses) was the largest piece of silklive's own work per request.
+ * Same text, same secret, same answer; only the expiry is checked again. Loop thread only. */
+#define TOKEN_CACHE_MAX 65536
+
+static int token_verify_cached(const char *secret, const char *tok, int64_t now_s,
+                               struct sl_claims *out)
+{
+    static GHashTable *cache; /* token text (owned) -> struct sl_claims (owned) */
+    if (cache == NULL) cache = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    const struct sl_claims *hit = g_hash_table_lookup(cache, tok);
+    if (hit) {
+        if (hit->exp <= now_s) return SL_EPROTO;
+        *out = *hit;
+        return SL_OK;
+    }
+    int rc = sl_token_verify(secret, tok, strlen(tok), now_s, out);
+    if (rc != SL_OK) return rc; /* failures are not cached: nothing to gain for a forger */
+    if (g_hash_table_size(cache) >= TOKEN_CACHE_MAX) g_hash_table_remove_all(cache);
+    g_hash_table_insert(cache, g_strdup(tok), g_memdup2(out, sizeof *out));
+    return SL_OK;
+}
+
 const struct sl_claims *sl_http_req_auth(sl_http_req *req)
 {
     const char *h = sl_http_req_header(req, "authorization");
@@ -189,8 +212,8 @@ const struct sl_claims *sl_http_req_auth(sl_http_req *req)
     const char *tok = h + 7;
     while (*tok == ' ')
         tok++;
-    if (sl_token_verify(server_secret(req->srv), tok, strlen(tok), sl_now_ms() / 1000,
-                        &req->claims) != SL_OK) {
+    if (token_verify_cached(server_secret(req->srv), tok, sl_now_ms() / 1000, &req->claims) !=
+        SL_OK) {
         sl_http_reply_error(req, 401, "unauthorized", "invalid or expired token");
         return NULL;
     }
