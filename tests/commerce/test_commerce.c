@@ -6,6 +6,7 @@
 #include <check.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #define SECRET "commerce-test-secret"
 
@@ -701,6 +702,63 @@ START_TEST(room_events_for_pin_and_sale)
 }
 END_TEST
 
+/* A 200 from confirm means the order is on disk: kill -9 both silklive and Redis right after it,
+ * restart Redis on its AOF (fsync always, deploy/redis.conf), and the order is there. */
+START_TEST(confirmed_order_survives_kill_9)
+{
+    struct harness_redis durable;
+    const char *aof[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
+    harness_redis_start(&durable, aof);
+    char url[64];
+    g_snprintf(url, sizeof url, "redis://127.0.0.1:%d", durable.port);
+    const char *args[] = {"--redis", url, "--secret", SECRET, "--modules", "commerce", NULL};
+    struct harness_silklive keep = sl;
+    ck_assert(harness_silklive_start(&sl, args, NULL));
+    char *sale = seed(3, 1, 60, NULL);
+    json_t *r = NULL, *o = NULL;
+    ck_assert_int_eq(reserve(sale, "k9", "k", 1, &r), 201);
+    ck_assert_int_eq(confirm(json_string_value(json_object_get(r, "reservation_id")), "k9", &o),
+                     200);
+    kill(sl.pid, SIGKILL);
+    kill(durable.pid, SIGKILL);
+    waitpid(sl.pid, NULL, 0);
+    waitpid(durable.pid, NULL, 0);
+    sl.pid = 0;
+    harness_silklive_stop(&sl);
+    sl = keep;
+    /* the same data dir and port, from the AOF alone */
+    char port[16];
+    g_snprintf(port, sizeof port, "%d", durable.port);
+    const char *argv[] = {"redis-server", "--port",       port,  "--bind", "127.0.0.1", "--dir",
+                          durable.dir,    "--appendonly", "yes", "--save", "",          NULL};
+    GPid pid;
+    ck_assert(g_spawn_async(NULL, (char **)argv, NULL,
+                            G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, &pid,
+                            NULL));
+    durable.pid = pid;
+    char *len = NULL;
+    for (int i = 0; i < 100; i++) {
+        g_free(len);
+        len = harness_redis_cmd(durable.port, "XLEN sl:{sale:%s}:orders", sale);
+        if (len && strcmp(len, "1") == 0) break;
+        g_usleep(50000);
+    }
+    ck_assert_str_eq(len, "1");
+    char *sold = harness_redis_cmd(durable.port, "HGET sl:{sale:%s}:inv sold", sale);
+    ck_assert_str_eq(sold, "1");
+    char *doc = harness_redis_cmd(durable.port, "HGET sl:{buyer:k9}:orderdocs %s",
+                                  json_string_value(json_object_get(o, "order_id")));
+    ck_assert_ptr_nonnull(doc);
+    g_free(len);
+    g_free(sold);
+    g_free(doc);
+    json_decref(r);
+    json_decref(o);
+    g_free(sale);
+    harness_redis_stop(&durable);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("commerce");
@@ -716,6 +774,7 @@ int main(void)
     tcase_add_test(tc, malformed_requests_are_400);
     tcase_add_test(tc, redis_down_is_503_then_recovers);
     tcase_add_test(tc, room_events_for_pin_and_sale);
+    tcase_add_test(tc, confirmed_order_survives_kill_9);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
