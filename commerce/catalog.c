@@ -39,24 +39,38 @@ static void created(struct cm_ctx *c, redisReply *r)
     cm_reply(c, 201, json_incref(c->doc2 ? c->doc2 : c->doc));
 }
 
+void cm_create_args_build(struct cm_create_args *a, json_t *doc, const char *doc_key,
+                          const char *parent, const char *index, const char *index2,
+                          const char *member, const char *map_key, const char *map_value)
+{
+    a->text = json_dumps(doc, JSON_COMPACT);
+    g_snprintf(a->score, sizeof a->score, "%" G_GINT64_FORMAT, sl_now_ms());
+    const char *argv[9] = {doc_key,
+                           parent ? parent : "",
+                           index,
+                           index2 ? index2 : "",
+                           map_key ? map_key : "",
+                           a->text,
+                           member,
+                           a->score,
+                           map_value ? map_value : ""};
+    memcpy(a->argv, argv, sizeof argv);
+}
+
+void cm_create_args_clear(struct cm_create_args *a)
+{
+    free(a->text);
+    a->text = NULL;
+}
+
 /* Store c->doc under doc_key once; c->id2 names it in a conflict message. */
 static void create_doc(struct cm_ctx *c, const char *doc_key, const char *parent, const char *index,
                        const char *index2, const char *map_key, const char *map_value)
 {
-    char *text = json_dumps(c->doc, JSON_COMPACT);
-    char score[24];
-    g_snprintf(score, sizeof score, "%" G_GINT64_FORMAT, sl_now_ms());
-    const char *argv[] = {doc_key,
-                          parent ? parent : "",
-                          index,
-                          index2 ? index2 : "",
-                          map_key ? map_key : "",
-                          text,
-                          c->id2,
-                          score,
-                          map_value ? map_value : ""};
-    cm_eval(c, created, c->cm->create, 5, 9, argv);
-    free(text);
+    struct cm_create_args a;
+    cm_create_args_build(&a, c->doc, doc_key, parent, index, index2, c->id2, map_key, map_value);
+    cm_eval(c, created, c->cm->create, 5, 9, a.argv);
+    cm_create_args_clear(&a);
 }
 
 /* ---- lists: an index (sorted set) and the documents it names ---- */

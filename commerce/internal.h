@@ -85,6 +85,18 @@ gboolean cm_body(struct cm_ctx *c);
 /* A random id with prefix, [A-Za-z0-9], ≥ 96 random bits. */
 char *cm_random_id(const char *prefix, int chars);
 
+/* The create script's keys and arguments (create.lua): built in one place for the API and the
+ * demo seed. Empty names are skipped by the script. */
+struct cm_create_args {
+    char *text; /* owned: the document */
+    char score[24];
+    const char *argv[9];
+};
+void cm_create_args_build(struct cm_create_args *a, json_t *doc, const char *doc_key,
+                          const char *parent, const char *index, const char *index2,
+                          const char *member, const char *map_key, const char *map_value);
+void cm_create_args_clear(struct cm_create_args *a);
+
 /* ---- validate.c: request bodies (pure; fuzzed) ---- */
 /* Each returns a new document (the stored form) or NULL with *err set to a static message. */
 json_t *cm_validate_pavilion(json_t *body, const char **err);

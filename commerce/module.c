@@ -267,23 +267,13 @@ static void demo_create(struct demo *d, const char *doc_key, const char *parent,
                         const char *index2, json_t *doc, const char *member, const char *map_key,
                         const char *map_value)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
-    char score[32];
-    g_snprintf(score, sizeof score, "%" G_GINT64_FORMAT, sl_now_ms());
-    const char *args[] = {doc_key,
-                          parent ? parent : "",
-                          index,
-                          index2 ? index2 : "",
-                          map_key ? map_key : "",
-                          text,
-                          member,
-                          score,
-                          map_value ? map_value : ""};
+    struct cm_create_args a;
+    cm_create_args_build(&a, doc, doc_key, parent, index, index2, member, map_key, map_value);
     d->pending++;
-    if (sl_redis_eval(sl_server_redis(d->cm->srv), d->cm->create, demo_reply, d, 5, 9, args,
+    if (sl_redis_eval(sl_server_redis(d->cm->srv), d->cm->create, demo_reply, d, 5, 9, a.argv,
                       NULL) != SL_OK)
         d->pending--;
-    free(text);
+    cm_create_args_clear(&a);
     json_decref(doc);
 }
 

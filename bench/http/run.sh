@@ -8,10 +8,9 @@ ROUNDS=${1:-5}
 SECS=${2:-8}
 CONNS=${CONNS:-64}
 
-for p in wrk nginx-light; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
-done
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_need wrk nginx-light
 bash deploy/setup.sh >/dev/null
 
 work=$(mktemp -d)
@@ -22,7 +21,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SL_PORT=$(free_port)
 NG_PORT=$(free_port)
 
@@ -50,7 +48,6 @@ NGINX
 taskset -c 0 nginx -c "$work/nginx.conf"
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$NG_PORT/healthz" >/dev/null && break; sleep 0.1; done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rps() { taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.0f", m}'; }
 

@@ -7,10 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
-for p in wrk redis-tools; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
-done
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_need wrk redis-tools
 bash deploy/setup.sh >/dev/null
 work=$(mktemp -d)
 cleanup() {
@@ -19,7 +18,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 RP=$(free_port); HP=$(free_port)
 taskset -c 1 redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
   --daemonize no >/dev/null &
@@ -53,10 +51,10 @@ PY
 # --- silklive through HTTP ---
 SALE=$(new_sale)
 [[ -n "${PERF:-}" ]] && (perf record -g -p "$SL_PID" -o /tmp/reserve.perf -- sleep $((SECS - 2)) >/dev/null 2>&1 &)
-t0=$(awk '{print $14+$15}' /proc/$SL_PID/stat)
+t0=$(cpu_ticks "$SL_PID")
 taskset -c 1 wrk -t1 -c64 -d"${SECS}s" --latency -s bench/reserve/reserve.lua \
   "http://127.0.0.1:$HP" -- "$work/tokens" "$SALE" >"$work/wrk.txt"
-t1=$(awk '{print $14+$15}' /proc/$SL_PID/stat)
+t1=$(cpu_ticks "$SL_PID")
 api_rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
 api_p50=$(awk '$1=="50%" {print $2}' "$work/wrk.txt"); api_p99=$(awk '$1=="99%" {print $2}' "$work/wrk.txt")
 sale_json=$(curl -sf "http://127.0.0.1:$HP/api/v1/sales/$SALE")

@@ -722,20 +722,13 @@ START_TEST(confirmed_order_survives_kill_9)
     kill(sl.pid, SIGKILL);
     kill(durable.pid, SIGKILL);
     waitpid(sl.pid, NULL, 0);
-    waitpid(durable.pid, NULL, 0);
     sl.pid = 0;
     harness_silklive_stop(&sl);
     sl = keep;
     /* the same data dir and port, from the AOF alone */
-    char port[16];
-    g_snprintf(port, sizeof port, "%d", durable.port);
-    const char *argv[] = {"redis-server", "--port",       port,  "--bind", "127.0.0.1", "--dir",
-                          durable.dir,    "--appendonly", "yes", "--save", "",          NULL};
-    GPid pid;
-    ck_assert(g_spawn_async(NULL, (char **)argv, NULL,
-                            G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, &pid,
-                            NULL));
-    durable.pid = pid;
+    waitpid(durable.pid, NULL, 0);
+    durable.pid = 0;
+    harness_redis_restart(&durable, aof);
     char *len = NULL;
     for (int i = 0; i < 100; i++) {
         g_free(len);

@@ -155,8 +155,7 @@ START_TEST(reconnects_after_restart)
 {
     struct harness_redis hr;
     harness_redis_start(&hr, NULL);
-    int port = hr.port;
-    sl_redis *r = connect_to(port, 1000);
+    sl_redis *r = connect_to(hr.port, 1000);
     struct answer inflight = {0};
     kill(hr.pid, SIGKILL);
     waitpid(hr.pid, NULL, 0);
@@ -167,24 +166,9 @@ START_TEST(reconnects_after_restart)
     ck_assert_int_le(inflight.calls, 1);
     answer_clear(&inflight);
     /* the same port again */
-    char p[16];
-    g_snprintf(p, sizeof p, "%d", port);
-    struct harness_redis again = {0};
-    char *dir = harness_tmpdir();
-    GError *e = NULL;
-    const char *argv[] = {"redis-server", "--port", p,       "--bind", "127.0.0.1",
-                          "--save",       "",       "--dir", dir,      NULL};
-    GPid pid;
-    ck_assert(g_spawn_async(NULL, (char **)argv, NULL,
-                            G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, &pid,
-                            &e));
-    again.pid = pid;
+    harness_redis_restart(&hr, NULL);
     run_until_connected(r, TRUE, 8000);
     ck_assert(sl_redis_connected(r));
-    kill(again.pid, SIGKILL);
-    waitpid(again.pid, NULL, 0);
-    harness_rmtree(dir);
-    g_free(dir);
     redis_free(r);
     harness_redis_stop(&hr);
 }

@@ -127,38 +127,56 @@ char *harness_redis_cmd(int port, const char *fmt, ...)
     return out;
 }
 
+/* Spawn redis-server on r->port and r->dir; TRUE once it answers PING. */
+static gboolean redis_spawn(struct harness_redis *r, const char *const *extra)
+{
+    char port[16];
+    g_snprintf(port, sizeof port, "%d", r->port);
+    GPtrArray *argv = g_ptr_array_new();
+    const char *base[] = {"redis-server", "--port", port,    "--bind", "127.0.0.1",   "--save", "",
+                          "--appendonly", "no",     "--dir", r->dir,   "--daemonize", "no"};
+    for (size_t i = 0; i < G_N_ELEMENTS(base); i++)
+        g_ptr_array_add(argv, (gpointer)base[i]);
+    /* later arguments win, so extra may turn the AOF on */
+    for (const char *const *e = extra; e && *e; e++)
+        g_ptr_array_add(argv, (gpointer)*e);
+    g_ptr_array_add(argv, NULL);
+    r->pid = spawn((const char *const *)argv->pdata, NULL);
+    g_ptr_array_unref(argv);
+    for (int i = 0; i < 200; i++) {
+        char *pong = harness_redis_cmd(r->port, "PING");
+        gboolean ok = pong && strcmp(pong, "PONG") == 0;
+        g_free(pong);
+        if (ok) return TRUE;
+        int status;
+        if (waitpid(r->pid, &status, WNOHANG) == r->pid) break; /* e.g. the port was taken */
+        sleep_ms(25);
+    }
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    r->pid = 0;
+    return FALSE;
+}
+
 void harness_redis_start(struct harness_redis *r, const char *const *extra)
 {
     memset(r, 0, sizeof *r);
     r->dir = harness_tmpdir();
     for (int attempt = 0; attempt < 5; attempt++) {
         r->port = harness_free_port();
-        char port[16];
-        g_snprintf(port, sizeof port, "%d", r->port);
-        GPtrArray *argv = g_ptr_array_new();
-        const char *base[] = {
-            "redis-server", "--port", port,    "--bind", "127.0.0.1",   "--save", "",
-            "--appendonly", "no",     "--dir", r->dir,   "--daemonize", "no"};
-        for (size_t i = 0; i < G_N_ELEMENTS(base); i++)
-            g_ptr_array_add(argv, (gpointer)base[i]);
-        for (const char *const *e = extra; e && *e; e++)
-            g_ptr_array_add(argv, (gpointer)*e);
-        g_ptr_array_add(argv, NULL);
-        r->pid = spawn((const char *const *)argv->pdata, NULL);
-        g_ptr_array_unref(argv);
-        for (int i = 0; i < 200; i++) {
-            char *pong = harness_redis_cmd(r->port, "PING");
-            gboolean ok = pong && strcmp(pong, "PONG") == 0;
-            g_free(pong);
-            if (ok) return;
-            int status;
-            if (waitpid(r->pid, &status, WNOHANG) == r->pid) break; /* port taken: try another */
-            sleep_ms(25);
-        }
-        kill(r->pid, SIGKILL);
-        waitpid(r->pid, NULL, 0);
+        if (redis_spawn(r, extra)) return;
     }
     die("redis-server did not start");
+}
+
+void harness_redis_restart(struct harness_redis *r, const char *const *extra)
+{
+    if (r->pid > 0) {
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, NULL, 0);
+        r->pid = 0;
+    }
+    if (!redis_spawn(r, extra)) die("redis-server did not restart on port %d", r->port);
 }
 
 void harness_redis_stop(struct harness_redis *r)

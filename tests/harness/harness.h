@@ -21,6 +21,9 @@ struct harness_redis {
 /* Start redis-server on a free port; aborts the test on failure. extra: NULL-terminated argv. */
 void harness_redis_start(struct harness_redis *r, const char *const *extra);
 void harness_redis_stop(struct harness_redis *r);
+/* Kill it (SIGKILL, if still running) and start it again on the same port and dir, e.g. to
+ * reload its AOF; waits for PING. extra as for harness_redis_start. */
+void harness_redis_restart(struct harness_redis *r, const char *const *extra);
 /* A synchronous command against it; returns the reply as text (g_free) or NULL. */
 char *harness_redis_cmd(int port, const char *fmt, ...);
 
