@@ -44,7 +44,7 @@ static void connect_start(sl_redis *r);
 
 gboolean sl_redis_connected(const sl_redis *r)
 {
-    return r && r->connected;
+    return r && r->connected && !r->closing;
 }
 
 const char *redis_describe(const sl_redis *r)
@@ -335,7 +335,7 @@ static void pending_abort(struct pending *p)
 int sl_redis_command_argv(sl_redis *r, sl_redis_cb cb, void *user, int argc, const char **argv,
                           const size_t *lens)
 {
-    if (r == NULL || !r->connected || r->ac == NULL) return SL_ERR;
+    if (r == NULL || r->closing || !r->connected || r->ac == NULL) return SL_ERR;
     struct pending *p = pending_new(r, cb, user);
     if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
         pending_abort(p);
@@ -346,7 +346,7 @@ int sl_redis_command_argv(sl_redis *r, sl_redis_cb cb, void *user, int argc, con
 
 int sl_redis_vcommand(sl_redis *r, sl_redis_cb cb, void *user, const char *fmt, va_list ap)
 {
-    if (r == NULL || !r->connected || r->ac == NULL) return SL_ERR;
+    if (r == NULL || r->closing || !r->connected || r->ac == NULL) return SL_ERR;
     struct pending *p = pending_new(r, cb, user);
     if (redisvAsyncCommand(r->ac, on_reply, p, fmt, ap) != REDIS_OK) {
         pending_abort(p);

@@ -408,14 +408,18 @@ void sl_server_run(sl_server *srv)
 void sl_server_free(sl_server *srv)
 {
     if (srv == NULL) return;
+    if (srv->sig_term) g_source_remove(srv->sig_term);
+    if (srv->sig_int) g_source_remove(srv->sig_int);
+    /* Order matters: connections first (pending replies find their client gone), then Redis,
+     * whose in-flight commands are answered now, while the modules they call back into still
+     * exist; only then the modules. */
+    if (srv->lws) lws_context_destroy(srv->lws);
+    redis_free(srv->redis);
+    srv->redis = NULL;
     for (guint i = srv->modules->len; i-- > 0;) {
         const struct sl_module *m = srv->modules->pdata[i];
         if (m->destroy) m->destroy(srv);
     }
-    if (srv->sig_term) g_source_remove(srv->sig_term);
-    if (srv->sig_int) g_source_remove(srv->sig_int);
-    if (srv->lws) lws_context_destroy(srv->lws);
-    redis_free(srv->redis);
     embedded_redis_stop(srv->embedded);
     if (srv->lock_fd >= 0) close(srv->lock_fd);
     router_free(srv->routes);
