@@ -17,11 +17,6 @@ json_t *cm_doc(redisReply *r)
     return j;
 }
 
-static char *keyf(const char *fmt, const char *a)
-{
-    return g_strdup_printf(fmt, a);
-}
-
 /* ---- create (shared by pavilions, channels, products) ---- */
 
 static void created(struct cm_ctx *c, redisReply *r)
@@ -122,7 +117,7 @@ static void pavilion_create(sl_http_req *req, void *user)
     }
     json_object_set_new(c->doc, "created_at_ms", json_integer(sl_now_ms()));
     c->id2 = g_strdup(json_string_value(json_object_get(c->doc, "code")));
-    char *key = keyf(KEY_PAV, c->id2);
+    char *key = cm_key(KEY_PAV, c->id2);
     create_doc(c, key, NULL, KEY_PAVS, NULL, NULL, NULL);
     g_free(key);
 }
@@ -166,8 +161,8 @@ static void product_create(sl_http_req *req, void *user)
     json_object_set_new(c->doc, "pavilion", json_string(c->id));
     json_object_set_new(c->doc, "created_at_ms", json_integer(sl_now_ms()));
     c->id2 = g_strdup(json_string_value(json_object_get(c->doc, "sku")));
-    char *key = keyf(KEY_PRODUCT, c->id2), *parent = keyf(KEY_PAV, c->id);
-    char *index = keyf(KEY_PAV_PRODUCTS, c->id);
+    char *key = cm_key(KEY_PRODUCT, c->id2), *parent = cm_key(KEY_PAV, c->id);
+    char *index = cm_key(KEY_PAV_PRODUCTS, c->id);
     create_doc(c, key, parent, index, NULL, NULL, NULL);
     g_free(key);
     g_free(parent);
@@ -180,7 +175,7 @@ static void product_list_checked(struct cm_ctx *c, redisReply *r)
         cm_error(c, 404, "not_found", "no pavilion %s", c->id);
         return;
     }
-    char *index = keyf(KEY_PAV_PRODUCTS, c->id);
+    char *index = cm_key(KEY_PAV_PRODUCTS, c->id);
     list(c, index, KEY_PRODUCT, "products");
     g_free(index);
 }
@@ -235,8 +230,8 @@ static void channel_create(sl_http_req *req, void *user)
         channel_urls(c->cm, json_pack("{s:s, s:s, s:O, s:s, s:s}", "id", c->id2, "pavilion", c->id,
                                       "title", json_object_get(c->doc, "title"), "stream_key",
                                       stream_key, "rtmp_url", c->cm->public_rtmp_url));
-    char *key = keyf(KEY_CHAN, c->id2), *parent = keyf(KEY_PAV, c->id);
-    char *index2 = keyf(KEY_PAV_CHANS, c->id), *map = keyf(KEY_STREAMKEY, stream_key);
+    char *key = cm_key(KEY_CHAN, c->id2), *parent = cm_key(KEY_PAV, c->id);
+    char *index2 = cm_key(KEY_PAV_CHANS, c->id), *map = cm_key(KEY_STREAMKEY, stream_key);
     create_doc(c, key, parent, KEY_CHANS, index2, map, c->id2);
     g_free(key);
     g_free(parent);
@@ -343,11 +338,11 @@ static void rotate_loaded(struct cm_ctx *c, redisReply *r)
     c->doc = doc;
     if (!cm_may(c, SL_ROLE_CONSUL, json_string_value(json_object_get(doc, "pavilion")))) return;
     char *old_text = g_strndup(r->str, r->len);
-    char *old_map = keyf(KEY_STREAMKEY, json_string_value(json_object_get(doc, "stream_key")));
+    char *old_map = cm_key(KEY_STREAMKEY, json_string_value(json_object_get(doc, "stream_key")));
     char *fresh = cm_random_id("sk_", 40);
     json_object_set_new(doc, "stream_key", json_string(fresh));
     char *new_text = json_dumps(doc, JSON_COMPACT);
-    char *new_map = keyf(KEY_STREAMKEY, fresh), *key = keyf(KEY_CHAN, c->id);
+    char *new_map = cm_key(KEY_STREAMKEY, fresh), *key = cm_key(KEY_CHAN, c->id);
     const char *argv[] = {key, old_map, new_map, old_text, new_text, c->id};
     cm_eval(c, rotated, c->cm->cas, 3, 6, argv);
     g_free(old_text);

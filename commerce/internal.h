@@ -82,6 +82,8 @@ gboolean cm_may(struct cm_ctx *c, enum sl_role min, const char *pav);
 gboolean cm_path_id(struct cm_ctx *c, const char *param);
 /* Parse the body (400 and free on failure). */
 gboolean cm_body(struct cm_ctx *c);
+/* A key from one of the KEY_* formats with one id in it (g_free). */
+char *cm_key(const char *fmt, const char *id);
 /* A random id with prefix, [A-Za-z0-9], ≥ 96 random bits. */
 char *cm_random_id(const char *prefix, int chars);
 

@@ -152,6 +152,11 @@ gboolean cm_body(struct cm_ctx *c)
     return TRUE;
 }
 
+char *cm_key(const char *fmt, const char *id)
+{
+    return g_strdup_printf(fmt, id);
+}
+
 char *cm_random_id(const char *prefix, int chars)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -166,11 +166,6 @@ static int64_t snap_int(redisReply *r, size_t snap_at, int field)
 
 /* ---- keys ---- */
 
-static char *k(const char *fmt, const char *a)
-{
-    return g_strdup_printf(fmt, a);
-}
-
 /* The buyer's spending is counted per calendar year in China (UTC+8). */
 static int china_year(int64_t now_ms)
 {
@@ -383,7 +378,7 @@ static void sale_control_authorised(struct cm_ctx *c, redisReply *r)
         return;
     }
     if (!cm_may(c, SL_ROLE_CONSUL, r->str)) return;
-    char *inv = k(KEY_SALE_INV, c->id), now[24];
+    char *inv = cm_key(KEY_SALE_INV, c->id), now[24];
     g_snprintf(now, sizeof now, "%lld", (long long)sl_now_ms());
     const char *argv[] = {inv, now, c->id2};
     cm_eval(c, sale_controlled, c->cm->control, 1, 3, argv);
@@ -504,9 +499,9 @@ static void reservation_create(sl_http_req *req, void *user)
     int64_t now = sl_now_ms();
     char *rid_suffix = cm_random_id("", 16);
     char *rid = g_strdup_printf("%s_%s", c->id, rid_suffix);
-    char *inv = k(KEY_SALE_INV, c->id), *res = k(KEY_SALE_RES, c->id),
-         *exp = k(KEY_SALE_EXP, c->id);
-    char *userh = k(KEY_SALE_USER, c->id);
+    char *inv = cm_key(KEY_SALE_INV, c->id), *res = cm_key(KEY_SALE_RES, c->id),
+         *exp = cm_key(KEY_SALE_EXP, c->id);
+    char *userh = cm_key(KEY_SALE_USER, c->id);
     char *idem = g_strdup_printf(KEY_SALE_IDEM, c->id, c->who.sub, key);
     char *spent = g_strdup_printf(KEY_BUYER_SPENT, c->who.sub, china_year(now));
     char now_s[24], qty_s[24], annual[24], per_order[24];
@@ -604,11 +599,11 @@ static void reservation_confirm(sl_http_req *req, void *user)
     }
     int64_t now = sl_now_ms();
     const char *u = c->who.sub;
-    char *inv = k(KEY_SALE_INV, c->id2), *res = k(KEY_SALE_RES, c->id2);
-    char *exp = k(KEY_SALE_EXP, c->id2), *userh = k(KEY_SALE_USER, c->id2);
-    char *orders = k(KEY_SALE_ORDERS, c->id2);
+    char *inv = cm_key(KEY_SALE_INV, c->id2), *res = cm_key(KEY_SALE_RES, c->id2);
+    char *exp = cm_key(KEY_SALE_EXP, c->id2), *userh = cm_key(KEY_SALE_USER, c->id2);
+    char *orders = cm_key(KEY_SALE_ORDERS, c->id2);
     char *spent = g_strdup_printf(KEY_BUYER_SPENT, u, china_year(now));
-    char *border = k(KEY_BUYER_ORDERS, u), *bdocs = k(KEY_BUYER_DOCS, u);
+    char *border = cm_key(KEY_BUYER_ORDERS, u), *bdocs = cm_key(KEY_BUYER_DOCS, u);
     char *order_id = g_strdup_printf("O%s", c->id);
     char now_s[24], annual[24];
     g_snprintf(now_s, sizeof now_s, "%lld", (long long)now);
@@ -652,8 +647,8 @@ static void reservation_delete(sl_http_req *req, void *user)
         cm_error(c, 404, "not_found", "no reservation %s", c->id);
         return;
     }
-    char *inv = k(KEY_SALE_INV, c->id2), *res = k(KEY_SALE_RES, c->id2);
-    char *exp = k(KEY_SALE_EXP, c->id2), *userh = k(KEY_SALE_USER, c->id2);
+    char *inv = cm_key(KEY_SALE_INV, c->id2), *res = cm_key(KEY_SALE_RES, c->id2);
+    char *exp = cm_key(KEY_SALE_EXP, c->id2), *userh = cm_key(KEY_SALE_USER, c->id2);
     char now_s[24];
     g_snprintf(now_s, sizeof now_s, "%lld", (long long)sl_now_ms());
     const char *argv[] = {inv, res, exp, userh, now_s, c->who.sub, c->id};
@@ -782,8 +777,8 @@ static void open_sales(redisReply *r, const char *err, void *user)
         g_snprintf(now, sizeof now, "%lld", (long long)sl_now_ms());
         for (size_t i = 0; i < r->elements; i++) {
             const char *id = r->element[i]->str;
-            char *inv = k(KEY_SALE_INV, id), *res = k(KEY_SALE_RES, id);
-            char *exp = k(KEY_SALE_EXP, id), *userh = k(KEY_SALE_USER, id);
+            char *inv = cm_key(KEY_SALE_INV, id), *res = cm_key(KEY_SALE_RES, id);
+            char *exp = cm_key(KEY_SALE_EXP, id), *userh = cm_key(KEY_SALE_USER, id);
             const char *argv[] = {inv, res, exp, userh, now, SWEEP_BATCH};
             struct sweep_call *s = g_new0(struct sweep_call, 1);
             s->cm = cm;
