@@ -2,6 +2,8 @@
  * config, adds the compiled-in modules to the server and runs it; or mints a token. */
 #include "commerce/commerce.h"
 #include "core/core.h"
+#include "ingest/ingest.h"
+#include "transcode/transcode.h"
 
 #include <libwebsockets.h>
 #include <stdio.h>
@@ -226,6 +228,8 @@ static int cmd_serve(int argc, char **argv)
     srv = sl_server_new(c);
     c = NULL; /* owned by srv */
     sl_server_add_module(srv, &commerce_module);
+    sl_server_add_module(srv, &transcode_module); /* before ingest: it stops after it */
+    sl_server_add_module(srv, &ingest_module);
     if (sl_server_start(srv, &err, &rc) != SL_OK) {
         fail(rc, "%s", err->message);
         goto out;

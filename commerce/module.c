@@ -184,27 +184,15 @@ static struct commerce *commerce_of(sl_server *srv)
     return sl_server_module_data(srv, SL_MODULE_COMMERCE);
 }
 
-static int64_t config_int(GKeyFile *kf, const char *key, int64_t def)
-{
-    GError *e = NULL;
-    gint64 v = g_key_file_get_int64(kf, "commerce", key, &e);
-    if (e) {
-        g_error_free(e);
-        return def;
-    }
-    return v;
-}
-
 static int commerce_init(sl_server *srv, GError **err)
 {
     const struct sl_config *cfg = sl_server_config(srv);
     struct commerce *cm = g_new0(struct commerce, 1);
     cm->srv = srv;
-    cm->quota_annual_fen = config_int(cfg->file, "quota_annual_fen", 2600000);
-    cm->quota_order_fen = config_int(cfg->file, "quota_order_fen", 500000);
-    if (cm->quota_annual_fen < 0 || cm->quota_order_fen < 0) {
-        g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-                    "[commerce] quotas must be >= 0");
+    if (sl_config_get_int(cfg, "commerce", "quota_annual_fen", 2600000, 0, G_MAXINT64,
+                          &cm->quota_annual_fen, err) != SL_OK ||
+        sl_config_get_int(cfg, "commerce", "quota_order_fen", 500000, 0, G_MAXINT64,
+                          &cm->quota_order_fen, err) != SL_OK) {
         g_free(cm);
         return SL_ERR;
     }

@@ -246,3 +246,21 @@ int sl_config_resolve_secret(struct sl_config *c, GError **err)
     c->secret = fresh;
     return SL_OK;
 }
+
+int sl_config_get_int(const struct sl_config *c, const char *section, const char *key, int64_t def,
+                      int64_t min, int64_t max, int64_t *out, GError **err)
+{
+    *out = def;
+    if (!g_key_file_has_key(c->file, section, key, NULL)) return SL_OK;
+    GError *e = NULL;
+    gint64 v = g_key_file_get_int64(c->file, section, key, &e);
+    if (e || v < min || v > max) {
+        g_clear_error(&e);
+        g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                    "[%s] %s must be an integer from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT,
+                    section, key, (gint64)min, (gint64)max);
+        return SL_ERR;
+    }
+    *out = v;
+    return SL_OK;
+}

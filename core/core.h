@@ -63,6 +63,10 @@ int sl_config_load_file(struct sl_config *c, const char *path, GError **err);
 int sl_config_parse_listen(const char *value, char **host, int *port, GError **err);
 /* Parse a comma list of module names into a mask. SL_OK or SL_ERR (*err set). */
 int sl_config_parse_modules(const char *value, unsigned *mask, GError **err);
+/* A module's integer setting [section] key: def when absent; SL_ERR (*err names it) when it is
+ * not an integer in [min, max]. */
+int sl_config_get_int(const struct sl_config *c, const char *section, const char *key, int64_t def,
+                      int64_t min, int64_t max, int64_t *out, GError **err);
 /* Sets c->secret from env SILKLIVE_SECRET, else from <data_dir>/secret, generating that file
  * (mode 0600) on first use. SL_OK or SL_ERR (*err set). An already set secret is kept. */
 int sl_config_resolve_secret(struct sl_config *c, GError **err);
@@ -184,10 +188,20 @@ int sl_redis_url_check(const char *url, GError **err);
 typedef struct sl_script sl_script;
 sl_script *sl_script_new(const char *source);
 void sl_script_free(sl_script *s);
-/* argv holds nkeys keys then the arguments; lens may be NULL for NUL-terminated strings.
+/* argv holds nkeys keys then the arguments; lens may be NULL for NUL-terminated strings; cb may
+ * be NULL (fire and forget).
  * SL_OK: cb is called exactly once. SL_ERR: not connected, cb never called. */
 int sl_redis_eval(sl_redis *r, const sl_script *s, sl_redis_cb cb, void *user, int nkeys, int argc,
                   const char **argv, const size_t *lens);
+
+/* Pub/sub on a connection of its own. msg is NULL when the subscription became active (first
+ * time, and again after a reconnect): messages published before that moment were not seen, so a
+ * subscriber that must not miss anything reads its history then. Subscribe from the loop only. */
+typedef void (*sl_pubsub_cb)(const char *channel, const char *msg, size_t len, void *user);
+void sl_pubsub_subscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user);
+void sl_pubsub_unsubscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user);
+/* The channel on which nodes tell each other about configuration changes (stream keys). */
+#define SL_CONTROL_CHANNEL "silklive:control"
 
 /* Room events (api.md WebSocket): appends event to the channel's history stream (capped) and
  * publishes it on silklive:room:<channel> with its history id, in one script. event gets "id"
@@ -221,6 +235,13 @@ int sl_server_start(sl_server *srv, GError **err, int *exit_code);
 /* Run the loop until SIGTERM/SIGINT or sl_server_stop, then shut down gracefully. */
 void sl_server_run(sl_server *srv);
 void sl_server_stop(sl_server *srv);
+
+/* Listen for raw TCP (RTMP) on host:port with a vhost of its own whose protocol list is protocols
+ * (zero-terminated); vhost_user is what lws_get_vhost_user returns. Call from a module's start. */
+int sl_server_listen_raw(sl_server *srv, const char *what, const char *host, int port,
+                         const struct lws_protocols *protocols, void *vhost_user, GError **err);
+/* A short name of this process unique across nodes (host:pid:random), for leases in Redis. */
+const char *sl_server_node_id(const sl_server *srv);
 
 const struct sl_config *sl_server_config(const sl_server *srv);
 GMainContext *sl_server_main_context(const sl_server *srv);

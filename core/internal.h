@@ -48,6 +48,10 @@ sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError *
 /* Run ctx until the first connection succeeds or fails. SL_OK or SL_ERR (*err names the cause). */
 int redis_connect_wait(sl_redis *r, int timeout_ms, GError **err);
 void redis_free(sl_redis *r);
+/* A connection that only subscribes; subscriptions are renewed after every reconnect. */
+sl_redis *redis_new_subscriber(GMainContext *ctx, const char *url, GError **err);
+void redis_subscribe(sl_redis *r, const char *channel, sl_pubsub_cb cb, void *user);
+void redis_unsubscribe(sl_redis *r, const char *channel, sl_pubsub_cb cb, void *user);
 const char *redis_describe(const sl_redis *r);
 
 /* ---- embedded redis-server (embedded.c) ---- */

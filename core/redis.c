@@ -37,10 +37,17 @@ struct sl_redis {
     int backoff_ms;
     char *last_error; /* owned */
     struct pending *inflight;
+    GHashTable *subs; /* subscriber connections only: channel (owned) -> GPtrArray of sub */
     sl_metric *m_latency_sum, *m_commands, *m_errors, *m_connected, *m_reconnects;
 };
 
 static void connect_start(sl_redis *r);
+static void sub_send(sl_redis *r, const char *verb, const char *channel);
+
+struct sub {
+    sl_pubsub_cb cb;
+    void *user;
+};
 
 gboolean sl_redis_connected(const sl_redis *r)
 {
@@ -258,6 +265,37 @@ static void on_select(redisAsyncContext *ac, void *reply, void *privdata)
     /* nothing: a failing SELECT shows up as errors on the commands that follow */
 }
 
+/* Every reply on a subscribed channel: the confirmation (reported as msg NULL, "from here on
+ * nothing is missed") and then each message. NULL when hiredis lets go of the subscription. */
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    sl_redis *r = privdata;
+    redisReply *rep = reply;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || r->closing) return;
+    redisReply *kind = rep->element[0], *chan = rep->element[1], *body = rep->element[2];
+    if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING) return;
+    gboolean message = strcmp(kind->str, "message") == 0;
+    if (!message && strcmp(kind->str, "subscribe") != 0) return;
+    if (message && body->type != REDIS_REPLY_STRING) return;
+    GPtrArray *list = g_hash_table_lookup(r->subs, chan->str);
+    if (list == NULL) return;
+    /* a callback may unsubscribe itself (or others): walk a snapshot */
+    GPtrArray *snap = g_ptr_array_copy(list, NULL, NULL);
+    for (guint i = 0; i < snap->len; i++) {
+        struct sub *s = snap->pdata[i];
+        if (!g_ptr_array_find(list, s, NULL)) continue;
+        s->cb(chan->str, message ? body->str : NULL, message ? body->len : 0, s->user);
+    }
+    g_ptr_array_unref(snap);
+}
+
+static void sub_send(sl_redis *r, const char *verb, const char *channel)
+{
+    if (!r->connected || r->ac == NULL) return; /* on_connect subscribes everything again */
+    const char *argv[] = {verb, channel};
+    redisAsyncCommandArgv(r->ac, on_sub_reply, r, 2, argv, NULL);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     sl_redis *r = ac->data;
@@ -272,8 +310,15 @@ static void on_connect(const redisAsyncContext *ac, int status)
     r->connected = TRUE;
     r->backoff_ms = RECONNECT_MIN_MS;
     sl_metric_set(r->m_connected, 1);
-    if (r->db) redisAsyncCommand(r->ac, on_select, NULL, "SELECT %d", r->db);
+    if (r->db && r->subs == NULL) redisAsyncCommand(r->ac, on_select, NULL, "SELECT %d", r->db);
     g_info("redis %s: connected", r->url_text);
+    if (r->subs) {
+        GHashTableIter it;
+        gpointer channel;
+        g_hash_table_iter_init(&it, r->subs);
+        while (g_hash_table_iter_next(&it, &channel, NULL))
+            sub_send(r, "SUBSCRIBE", channel);
+    }
 }
 
 static void connect_start(sl_redis *r)
@@ -404,11 +449,61 @@ void redis_free(sl_redis *r)
         pending_answer(p, NULL, "shutting down");
         pending_unlink(p);
     }
+    if (r->subs) g_hash_table_unref(r->subs);
     g_free(r->url_text);
     g_free(r->host);
     g_free(r->unix_path);
     g_free(r->last_error);
     g_free(r);
+}
+
+/* ---- pub/sub (a connection of its own: a subscribed connection takes no other commands) ---- */
+
+sl_redis *redis_new_subscriber(GMainContext *ctx, const char *url, GError **err)
+{
+    sl_redis *r = redis_new(ctx, url, 0, err); /* no commands, so no command timeout */
+    if (r == NULL) return NULL;
+    r->subs =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);
+    r->m_connected = sl_metric_get("silklive_redis_pubsub_connected", SL_METRIC_GAUGE,
+                                   "1 while the Redis pub/sub connection is up", NULL, 1);
+    r->m_reconnects = sl_metric_get("silklive_redis_pubsub_reconnects_total", SL_METRIC_COUNTER,
+                                    "Redis pub/sub connections lost", NULL, 1);
+    return r;
+}
+
+void redis_subscribe(sl_redis *r, const char *channel, sl_pubsub_cb cb, void *user)
+{
+    GPtrArray *list = g_hash_table_lookup(r->subs, channel);
+    gboolean first = list == NULL;
+    if (first) {
+        list = g_ptr_array_new_with_free_func(g_free);
+        g_hash_table_insert(r->subs, g_strdup(channel), list);
+    }
+    struct sub *s = g_new(struct sub, 1);
+    s->cb = cb;
+    s->user = user;
+    g_ptr_array_add(list, s);
+    if (first)
+        sub_send(r, "SUBSCRIBE", channel);
+    else if (r->connected)
+        cb(channel, NULL, 0, user); /* already flowing */
+}
+
+void redis_unsubscribe(sl_redis *r, const char *channel, sl_pubsub_cb cb, void *user)
+{
+    GPtrArray *list = g_hash_table_lookup(r->subs, channel);
+    if (list == NULL) return;
+    for (guint i = 0; i < list->len; i++) {
+        struct sub *s = list->pdata[i];
+        if (s->cb == cb && s->user == user) {
+            g_ptr_array_remove_index(list, i);
+            break;
+        }
+    }
+    if (list->len > 0) return;
+    sub_send(r, "UNSUBSCRIBE", channel);
+    g_hash_table_remove(r->subs, channel);
 }
 
 /* ---- Lua scripts ---- */
@@ -470,11 +565,11 @@ static void eval_reply(redisReply *reply, const char *err, void *user)
         if (sl_redis_command_argv(c->r, eval_reply, c, c->argc, (const char **)c->args, c->lens) ==
             SL_OK)
             return;
-        c->cb(NULL, "disconnected", c->user);
+        if (c->cb) c->cb(NULL, "disconnected", c->user);
         eval_call_free(c);
         return;
     }
-    c->cb(reply, err, c->user);
+    if (c->cb) c->cb(reply, err, c->user);
     eval_call_free(c);
 }
 

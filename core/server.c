@@ -29,6 +29,8 @@ struct sl_server {
     void *module_data[MODULE_SLOTS];
     struct lws_context *lws;  /* owned */
     sl_redis *redis;          /* owned */
+    sl_redis *pubsub;         /* owned; subscriber connection */
+    char *node_id;            /* owned */
     embedded_redis *embedded; /* owned */
     int lock_fd;
     guint sig_term, sig_int;
@@ -68,6 +70,20 @@ sl_redis *sl_server_redis(const sl_server *srv)
 {
     return srv->redis;
 }
+const char *sl_server_node_id(const sl_server *srv)
+{
+    return srv->node_id;
+}
+
+void sl_pubsub_subscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user)
+{
+    g_return_if_fail(srv->pubsub != NULL);
+    redis_subscribe(srv->pubsub, channel, cb, user);
+}
+void sl_pubsub_unsubscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user)
+{
+    if (srv->pubsub) redis_unsubscribe(srv->pubsub, channel, cb, user);
+}
 
 static int module_slot(unsigned mask)
 {
@@ -100,6 +116,7 @@ sl_server *sl_server_new(struct sl_config *cfg)
     srv->protocols = g_array_new(TRUE, TRUE, sizeof(struct lws_protocols));
     srv->modules = g_ptr_array_new();
     srv->lock_fd = -1;
+    srv->node_id = g_strdup_printf("%s:%d:%08x", g_get_host_name(), (int)getpid(), g_random_int());
     struct lws_protocols http = {
         .name = "http",
         .callback = (lws_callback_function *)http_callback,
@@ -291,7 +308,9 @@ static int start_redis(sl_server *srv, GError **err)
     }
     srv->redis = redis_new(srv->ctx, url, c->redis_timeout_ms, err);
     if (srv->redis == NULL) return SL_ERR;
-    return redis_connect_wait(srv->redis, MAX(c->redis_timeout_ms, 3000), err);
+    if (redis_connect_wait(srv->redis, MAX(c->redis_timeout_ms, 3000), err) != SL_OK) return SL_ERR;
+    srv->pubsub = redis_new_subscriber(srv->ctx, url, err);
+    return srv->pubsub ? SL_OK : SL_ERR;
 }
 
 static int start_lws(sl_server *srv, GError **err)
@@ -329,6 +348,31 @@ static int start_lws(sl_server *srv, GError **err)
                     c->listen_host, c->listen_port);
         return SL_ERR;
     }
+    return SL_OK;
+}
+
+int sl_server_listen_raw(sl_server *srv, const char *what, const char *host, int port,
+                         const struct lws_protocols *protocols, void *vhost_user, GError **err)
+{
+    if (probe_listen(what, host, port, err) != SL_OK) return SL_ERR;
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = port;
+    info.iface = strcmp(host, "0.0.0.0") == 0 ? NULL : host;
+    info.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
+    if (strchr(host, ':') == NULL) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.listen_accept_role = "raw-skt";
+    info.listen_accept_protocol = protocols[0].name;
+    info.protocols = protocols;
+    info.vhost_name = what;
+    info.user = vhost_user;
+    info.timeout_secs = 10;
+    if (lws_create_vhost(srv->lws, &info) == NULL) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot listen on %s %s:%d", what, host,
+                    port);
+        return SL_ERR;
+    }
+    g_message("silklive serving %s on %s:%d", what, host, port);
     return SL_OK;
 }
 
@@ -414,6 +458,8 @@ void sl_server_free(sl_server *srv)
      * whose in-flight commands are answered now, while the modules they call back into still
      * exist; only then the modules. */
     if (srv->lws) lws_context_destroy(srv->lws);
+    redis_free(srv->pubsub);
+    srv->pubsub = NULL;
     redis_free(srv->redis);
     srv->redis = NULL;
     for (guint i = srv->modules->len; i-- > 0;) {
@@ -423,6 +469,7 @@ void sl_server_free(sl_server *srv)
     embedded_redis_stop(srv->embedded);
     if (srv->lock_fd >= 0) close(srv->lock_fd);
     router_free(srv->routes);
+    g_free(srv->node_id);
     g_array_unref(srv->protocols);
     g_ptr_array_unref(srv->modules);
     g_main_loop_unref(srv->loop);
