@@ -281,6 +281,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (list == NULL) return;
     /* a callback may unsubscribe itself (or others): walk a snapshot */
     GPtrArray *snap = g_ptr_array_copy(list, NULL, NULL);
+    g_ptr_array_set_free_func(snap, NULL); /* the copy inherits it; the subs are list's */
     for (guint i = 0; i < snap->len; i++) {
         struct sub *s = snap->pdata[i];
         if (!g_ptr_array_find(list, s, NULL)) continue;

@@ -49,6 +49,7 @@ if [[ ! -f build-asan/CMakeCache.txt ]]; then
 fi
 if cmake --build build-asan -j "$jobs" >build-asan.log 2>&1; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
     run_ctest build-asan "tests (ASan+UBSan)"
 else
   tail -30 build-asan.log

@@ -272,25 +272,29 @@ static GstFlowReturn on_sample(GstAppSink *sink, gpointer data)
             r->ts_header = g_byte_array_free_to_bytes(b);
         }
     }
-    gboolean header = GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_HEADER);
-    gboolean key = !GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT) && !header;
+    /* mpegtsmux marks where a keyframe starts (or the PAT it repeats before one) non-delta */
+    gboolean key = !GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT);
     g_mutex_lock(&r->lock);
     gboolean cut_due = r->cuts->len > r->files;
     g_mutex_unlock(&r->lock);
+    GstMapInfo m;
+    if (!gst_buffer_map(buf, &m, GST_MAP_READ)) {
+        gst_sample_unref(sample);
+        return GST_FLOW_ERROR;
+    }
     if (r->file_path == NULL || (key && cut_due && r->files > 0)) {
         file_close(r, FALSE);
         file_open(r);
-        if (!header && r->ts_header) {
+        gboolean starts_with_pat =
+            m.size >= 3 && m.data[0] == 0x47 && ((m.data[1] & 0x1f) << 8 | m.data[2]) == 0;
+        if (!starts_with_pat && r->ts_header) { /* players need PAT/PMT before anything else */
             gsize n;
             const void *p = g_bytes_get_data(r->ts_header, &n);
             file_write(r, p, n);
         }
     }
-    GstMapInfo m;
-    if (gst_buffer_map(buf, &m, GST_MAP_READ)) {
-        file_write(r, m.data, m.size);
-        gst_buffer_unmap(buf, &m);
-    }
+    file_write(r, m.data, m.size);
+    gst_buffer_unmap(buf, &m);
     gst_sample_unref(sample);
     return GST_FLOW_OK;
 }

@@ -42,28 +42,14 @@ static void stop(void)
 
 static char *token(enum sl_role role, const char *sub, const char *pav)
 {
-    struct sl_claims c = {.role = role, .exp = sl_now_ms() / 1000 + 3600};
-    g_strlcpy(c.sub, sub, sizeof c.sub);
-    if (pav) g_strlcpy(c.pav, pav, sizeof c.pav);
-    return sl_token_sign(SECRET, &c);
+    return harness_token(SECRET, role, sub, pav);
 }
 
 /* One API call; returns the status, *out the parsed body (may be NULL). */
 static int api(const char *method, const char *path, const char *tok, const char *idem,
                const char *body, json_t **out)
 {
-    GString *h = g_string_new(NULL);
-    if (tok) g_string_append_printf(h, "Authorization: Bearer %s\r\n", tok);
-    if (idem) g_string_append_printf(h, "Idempotency-Key: %s\r\n", idem);
-    if (body) g_string_append(h, "Content-Type: application/json\r\n");
-    struct harness_response r;
-    int rc = harness_http(sl.port, method, path, h->str, body, body ? strlen(body) : 0, &r);
-    g_string_free(h, TRUE);
-    if (rc != 0) return -1;
-    int status = r.status;
-    if (out) *out = json_loads(r.body, 0, NULL);
-    harness_response_free(&r);
-    return status;
+    return harness_api(sl.port, method, path, tok, idem, body, out);
 }
 
 static const char *error_code(json_t *j)

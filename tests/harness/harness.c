@@ -1,6 +1,8 @@
 /* harness: starts and stops real redis-server and silklive processes for integration tests. */
 #include "harness.h"
 
+#include "core/core.h"
+
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
@@ -100,6 +102,20 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* Integers as digits, strings as they are, arrays as their elements one per line. */
+static void reply_text(GString *out, const redisReply *rep)
+{
+    if (rep->type == REDIS_REPLY_INTEGER)
+        g_string_append_printf(out, "%lld", rep->integer);
+    else if (rep->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < rep->elements; i++) {
+            if (i) g_string_append_c(out, '\n');
+            reply_text(out, rep->element[i]);
+        }
+    else if (rep->str)
+        g_string_append_len(out, rep->str, (gssize)rep->len);
+}
+
 char *harness_redis_cmd(int port, const char *fmt, ...)
 {
     struct timeval tv = {1, 0};
@@ -115,12 +131,9 @@ char *harness_redis_cmd(int port, const char *fmt, ...)
     va_end(ap);
     char *out = NULL;
     if (rep) {
-        if (rep->type == REDIS_REPLY_INTEGER)
-            out = g_strdup_printf("%lld", rep->integer);
-        else if (rep->str)
-            out = g_strndup(rep->str, rep->len);
-        else
-            out = g_strdup("");
+        GString *text = g_string_new(NULL);
+        reply_text(text, rep);
+        out = g_string_free(text, FALSE);
         freeReplyObject(rep);
     }
     redisFree(c);
@@ -390,4 +403,29 @@ int harness_run_suite(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? 1 : 0;
+}
+
+int harness_api(int port, const char *method, const char *path, const char *tok, const char *idem,
+                const char *body, json_t **out)
+{
+    GString *h = g_string_new(NULL);
+    if (tok) g_string_append_printf(h, "Authorization: Bearer %s\r\n", tok);
+    if (idem) g_string_append_printf(h, "Idempotency-Key: %s\r\n", idem);
+    if (body) g_string_append(h, "Content-Type: application/json\r\n");
+    struct harness_response r;
+    int rc = harness_http(port, method, path, h->str, body, body ? strlen(body) : 0, &r);
+    g_string_free(h, TRUE);
+    if (rc != 0) return -1;
+    int status = r.status;
+    if (out) *out = json_loads(r.body, 0, NULL);
+    harness_response_free(&r);
+    return status;
+}
+
+char *harness_token(const char *secret, int role, const char *sub, const char *pav)
+{
+    struct sl_claims c = {.role = (enum sl_role)role, .exp = sl_now_ms() / 1000 + 3600};
+    g_strlcpy(c.sub, sub, sizeof c.sub);
+    if (pav) g_strlcpy(c.pav, pav, sizeof c.pav);
+    return sl_token_sign(secret, &c);
 }

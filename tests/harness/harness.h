@@ -24,7 +24,8 @@ void harness_redis_stop(struct harness_redis *r);
 /* Kill it (SIGKILL, if still running) and start it again on the same port and dir, e.g. to
  * reload its AOF; waits for PING. extra as for harness_redis_start. */
 void harness_redis_restart(struct harness_redis *r, const char *const *extra);
-/* A synchronous command against it; returns the reply as text (g_free) or NULL. */
+/* A synchronous command against it; returns the reply as text (arrays one element per line;
+ * g_free) or NULL. */
 char *harness_redis_cmd(int port, const char *fmt, ...);
 
 struct harness_silklive {
@@ -57,6 +58,14 @@ char *harness_raw(int port, const char *data, size_t len, size_t *out_len);
 void harness_response_free(struct harness_response *r);
 /* Value of a response header (lower-case name), g_free, or NULL. */
 char *harness_header(const struct harness_response *r, const char *name);
+
+/* An api.md call: Bearer tok and Idempotency-Key idem when not NULL, a JSON body. Returns the
+ * status (-1 when no answer); *out gets the parsed body when out is not NULL (may be NULL). */
+struct json_t;
+int harness_api(int port, const char *method, const char *path, const char *tok, const char *idem,
+                const char *body, struct json_t **out);
+/* A token signed with secret for role (an enum sl_role), sub and pavilion (or NULL). g_free. */
+char *harness_token(const char *secret, int role, const char *sub, const char *pav);
 
 /* Run a Check suite; returns the process exit status (0 when every test passed). */
 struct Suite;
