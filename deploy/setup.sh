@@ -5,14 +5,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build and run time. libwebsockets-evlib-glib is the plugin that runs lws on the GLib loop.
+# GStreamer: base (appsrc/appsink), good (flvdemux), bad (h264parse, mpegtsmux) remux the
+# published streams into HLS.
 PACKAGES=(
   build-essential cmake pkg-config
   libglib2.0-dev libwebsockets-dev libwebsockets-evlib-glib libhiredis-dev libjansson-dev
   redis-server
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 )
-# The test suite: Check, clang with libFuzzer for the fuzz targets, clang-format for the style gate.
+# The test suite: Check, clang with libFuzzer for the fuzz targets, clang-format for the style
+# gate; real encoders (ffmpeg, GStreamer's rtmp2sink with x264 and libav's AAC) and ffprobe.
 if [[ "${1:-}" == "--test" ]]; then
-  PACKAGES+=(check clang libclang-rt-14-dev clang-format)
+  PACKAGES+=(check clang libclang-rt-14-dev clang-format
+    ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+fi
+# The ingest benchmark's peer: nginx with Debian's RTMP module.
+if [[ "${1:-}" == "--bench" ]]; then
+  PACKAGES+=(ffmpeg nginx-light libnginx-mod-rtmp)
 fi
 
 missing=()

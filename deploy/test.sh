@@ -48,7 +48,7 @@ if [[ ! -f build-asan/CMakeCache.txt ]]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSILKLIVE_SANITIZE=ON >/dev/null
 fi
 if cmake --build build-asan -j "$jobs" >build-asan.log 2>&1; then
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0 UBSAN_OPTIONS=print_stacktrace=1 \
     LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
     run_ctest build-asan "tests (ASan+UBSan)"
 else
