@@ -222,8 +222,17 @@ gboolean harness_silklive_start(struct harness_silklive *s, const char *const *a
                               "--data-dir", s->data_dir, "--media-dir", s->media_dir};
         for (size_t i = 0; i < G_N_ELEMENTS(base); i++)
             g_ptr_array_add(argv, (gpointer)base[i]);
-        for (const char *const *a = args; a && *a; a++)
+        gboolean own_rtmp = FALSE;
+        for (const char *const *a = args; a && *a; a++) {
             g_ptr_array_add(argv, (gpointer)*a);
+            if (strcmp(*a, "--rtmp-listen") == 0) own_rtmp = TRUE;
+        }
+        char rtmp[32]; /* never the shared default 1935: tests run in parallel */
+        g_snprintf(rtmp, sizeof rtmp, "127.0.0.1:%d", harness_free_port());
+        if (!own_rtmp) {
+            g_ptr_array_add(argv, (gpointer) "--rtmp-listen");
+            g_ptr_array_add(argv, rtmp);
+        }
         g_ptr_array_add(argv, NULL);
         s->pid = spawn((const char *const *)argv->pdata, s->log_path);
         g_ptr_array_unref(argv);

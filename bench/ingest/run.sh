@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# bench/ingest: N concurrent RTMP publishers (ffmpeg -re -c copy of one pre-encoded FLV) remuxed
+# to HLS by silklive and, in the same run, by nginx with Debian's libnginx-mod-rtmp (hls on, same
+# fragment length). Each server pinned to core 0, the publishers to core 1. Reports CPU seconds
+# per stream-minute, RSS, and first-frame → first-segment-listed latency, per server.
+# Usage: bench/ingest/run.sh [publishers] [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-20}
+SECS=${2:-30}
+FRAG=2
+
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bash deploy/setup.sh --bench >/dev/null
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [[ -n "${SL_PID:-}" ]] && kill "$SL_PID" 2>/dev/null && wait "$SL_PID" 2>/dev/null
+  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# One 720p30 source, 2 s GOP, encoded once: publishers only copy it.
+ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=30 \
+  -f lavfi -i sine=frequency=440 -t 20 -c:v libx264 -preset veryfast -b:v 2500k -g 60 \
+  -keyint_min 60 -c:a aac -b:a 128k -f flv "$work/src.flv"
+
+publish_all() { # url-prefix keys-file
+  local prefix=$1 i=0
+  while read -r key; do
+    taskset -c 1 ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 \
+      -i "$work/src.flv" -c copy -f flv "$prefix/$key" &
+    pids+=($!)
+    i=$((i + 1))
+  done <"$2"
+}
+
+stop_publishers() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+
+# Latency of the first stream: publish start → its playlist lists a segment.
+first_segment_ms() { # playlist-path start-ms
+  for _ in $(seq 200); do
+    if [[ -f "$1" ]] && grep -q '\.ts' "$1"; then
+      echo $(($(date +%s%3N) - $2))
+      return
+    fi
+    sleep 0.05
+  done
+  echo "none"
+}
+
+measure() { # name pid playlist-of-first-stream url-prefix keys-file
+  local name=$1 pid=$2 t0 c0 c1 lat rss
+  t0=$(date +%s%3N)
+  c0=$(cpu_ticks "$pid")
+  publish_all "$4" "$5"
+  lat=$(first_segment_ms "$3" "$t0")
+  sleep "$SECS"
+  c1=$(cpu_ticks "$pid")
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  stop_publishers
+  local hz cpu_s
+  hz=$(getconf CLK_TCK)
+  cpu_s=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz}')
+  echo "$name $cpu_s $rss $lat"
+}
+
+# ---- silklive ----
+SL_PORT=$(free_port)
+RTMP_PORT=$(free_port)
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --daemonize yes \
+  --pidfile "$work/redis.pid" --dir "$work" >/dev/null
+pids+=("$(cat "$work/redis.pid" 2>/dev/null || true)")
+sleep 0.3
+export SILKLIVE_SECRET=bench-secret
+taskset -c 0 build/silklive serve --listen "127.0.0.1:$SL_PORT" --rtmp-listen "127.0.0.1:$RTMP_PORT" \
+  --redis "redis://127.0.0.1:$REDIS_PORT" --data-dir "$work/data" --media-dir "$work/media" \
+  --modules commerce,transcode,ingest --log-level warning &
+SL_PID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$SL_PORT/healthz" >/dev/null && break; sleep 0.1; done
+admin=$(build/silklive token --role admin --sub bench --secret "$SILKLIVE_SECRET")
+curl -sf -H "Authorization: Bearer $admin" -d '{"code":"CL","name":{"en":"Chile"},"currency":"CLP","languages":["es"]}' \
+  "http://127.0.0.1:$SL_PORT/api/v1/pavilions" >/dev/null
+: >"$work/sl-keys"
+for i in $(seq "$N"); do
+  curl -sf -H "Authorization: Bearer $admin" -d "{\"id\":\"ch$i\",\"title\":{\"en\":\"c$i\"}}" \
+    "http://127.0.0.1:$SL_PORT/api/v1/pavilions/CL/channels" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_key"])' >>"$work/sl-keys"
+done
+sl=$(measure silklive "$SL_PID" "$work/media/ch1/source/index.m3u8" \
+  "rtmp://127.0.0.1:$RTMP_PORT/live" "$work/sl-keys")
+kill "$SL_PID"
+wait "$SL_PID" 2>/dev/null || true
+SL_PID=
+
+# ---- nginx-rtmp ----
+NG_RTMP=$(free_port)
+mkdir -p "$work/hls"
+cat >"$work/nginx.conf" <<NGINX
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+worker_processes 1;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+rtmp {
+  server {
+    listen 127.0.0.1:$NG_RTMP;
+    application live {
+      live on;
+      hls on;
+      hls_path $work/hls;
+      hls_fragment ${FRAG}s;
+      hls_playlist_length 12s;
+    }
+  }
+}
+NGINX
+taskset -c 0 nginx -c "$work/nginx.conf"
+sleep 0.3
+ng_pid=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
+seq "$N" | sed 's/^/k/' >"$work/ng-keys"
+ng=$(measure nginx-rtmp "$ng_pid" "$work/hls/k1.m3u8" "rtmp://127.0.0.1:$NG_RTMP/live" \
+  "$work/ng-keys")
+
+echo
+echo "| server | publishers | CPU s in ${SECS} s | CPU per stream (% of a core) | RSS (MB) | first segment listed after (ms) |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for row in "$sl" "$ng"; do
+  read -r name cpu rss lat <<<"$row"
+  per=$(awk -v c="$cpu" -v n="$N" -v s="$SECS" 'BEGIN {printf "%.2f", c / n / s * 100}')
+  echo "| $name | $N | $cpu | $per | $((rss / 1024)) | $lat |"
+done
+ratio=$(awk -v a="$(echo "$sl" | cut -d' ' -f2)" -v b="$(echo "$ng" | cut -d' ' -f2)" \
+  'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+echo
+echo "silklive CPU / nginx-rtmp CPU: $ratio (target ≤ 1.0)"
+segs=$(find "$work/media" -name '*.ts' | wc -l)
+echo "silklive segments on disk at the end: $segs"
