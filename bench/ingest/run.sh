@@ -20,6 +20,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [[ -n "${SL_PID:-}" ]] && kill "$SL_PID" 2>/dev/null && wait "$SL_PID" 2>/dev/null
   [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
+  [[ -f "$work/redis.pid" ]] && kill "$(cat "$work/redis.pid")" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -79,7 +80,6 @@ RTMP_PORT=$(free_port)
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --daemonize yes \
   --pidfile "$work/redis.pid" --dir "$work" >/dev/null
-pids+=("$(cat "$work/redis.pid" 2>/dev/null || true)")
 sleep 0.3
 export SILKLIVE_SECRET=bench-secret
 taskset -c 0 build/silklive serve --listen "127.0.0.1:$SL_PORT" --rtmp-listen "127.0.0.1:$RTMP_PORT" \
@@ -105,6 +105,7 @@ SL_PID=
 # ---- nginx-rtmp ----
 NG_RTMP=$(free_port)
 mkdir -p "$work/hls"
+chmod 755 "$work" && chmod 777 "$work/hls" # nginx's worker runs as www-data
 cat >"$work/nginx.conf" <<NGINX
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 worker_processes 1;
