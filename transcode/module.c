@@ -83,10 +83,10 @@ static void remove_media(struct hls_channel *ch)
     g_free(master);
 }
 
-static void write_playlist(struct hls_channel *ch)
+/* Write a playlist (text is consumed) to dir/name; a failure is logged, players keep the old. */
+static void write_text(struct hls_channel *ch, const char *dir, const char *name, GString *text)
 {
-    GString *text = hls_playlist_render(&ch->playlist);
-    char *path = g_build_filename(ch->source_dir, "index.m3u8", NULL);
+    char *path = g_build_filename(dir, name, NULL);
     GError *e = NULL;
     if (hls_write_atomic(path, text->str, text->len, &e) != SL_OK) {
         g_warning("channel %s: cannot write %s: %s", ch->id, path, e->message);
@@ -94,6 +94,11 @@ static void write_playlist(struct hls_channel *ch)
     }
     g_free(path);
     g_string_free(text, TRUE);
+}
+
+static void write_playlist(struct hls_channel *ch)
+{
+    write_text(ch, ch->source_dir, "index.m3u8", hls_playlist_render(&ch->playlist));
 }
 
 static void write_master(struct hls_channel *ch)
@@ -104,14 +109,7 @@ static void write_master(struct hls_channel *ch)
     if (ch->width > 0) g_string_append_printf(text, ",RESOLUTION=%dx%d", ch->width, ch->height);
     if (ch->codecs && *ch->codecs) g_string_append_printf(text, ",CODECS=\"%s\"", ch->codecs);
     g_string_append(text, "\n" RENDITION "/index.m3u8\n");
-    char *path = g_build_filename(ch->dir, "master.m3u8", NULL);
-    GError *e = NULL;
-    if (hls_write_atomic(path, text->str, text->len, &e) != SL_OK) {
-        g_warning("channel %s: cannot write %s: %s", ch->id, path, e->message);
-        g_error_free(e);
-    }
-    g_free(path);
-    g_string_free(text, TRUE);
+    write_text(ch, ch->dir, "master.m3u8", text);
 }
 
 /* ---- live state ---- */
