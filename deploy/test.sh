@@ -49,7 +49,7 @@ if [[ ! -f build-asan/CMakeCache.txt ]]; then
 fi
 if cmake --build build-asan -j "$jobs" >build-asan.log 2>&1; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0 UBSAN_OPTIONS=print_stacktrace=1 \
-    LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
+    LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
     run_ctest build-asan "tests (ASan+UBSan)"
 else
   tail -30 build-asan.log
