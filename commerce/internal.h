@@ -14,9 +14,9 @@
 #define KEY_CHAN         "sl:{cat}:chan:%s"
 #define KEY_CHANS        "sl:{cat}:chans"
 #define KEY_PAV_CHANS    "sl:{cat}:pav:%s:chans"
-#define KEY_STREAMKEY    "sl:{cat}:streamkey:%s"
+#define KEY_STREAMKEY    SL_KEY_STREAMKEY
 #define KEY_PIN          "sl:{cat}:chan:%s:pin"
-#define KEY_LIVE         "sl:{cat}:live"
+#define KEY_LIVE         SL_KEY_LIVE_CHANS
 #define KEY_PRODUCT      "sl:{cat}:product:%s"
 #define KEY_PAV_PRODUCTS "sl:{cat}:pav:%s:products"
 #define KEY_CHAN_SALES   "sl:{cat}:chan:%s:sales"

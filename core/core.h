@@ -203,6 +203,12 @@ void sl_pubsub_unsubscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb,
 /* The channel on which nodes tell each other about configuration changes (stream keys). */
 #define SL_CONTROL_CHANNEL "silklive:control"
 
+/* Redis keys that more than one module reads or writes: commerce owns the stream-key map,
+ * transcode the live state; ingest and commerce read them. */
+#define SL_KEY_STREAMKEY  "sl:{cat}:streamkey:%s" /* -> channel id */
+#define SL_KEY_CHAN_LIVE  "sl:{cat}:chan:%s:live" /* JSON while live, a lease */
+#define SL_KEY_LIVE_CHANS "sl:{cat}:live"         /* zset: started_at_ms -> channel id */
+
 /* Room events (api.md WebSocket): appends event to the channel's history stream (capped) and
  * publishes it on silklive:room:<channel> with its history id, in one script. event gets "id"
  * and "ts_ms" added. cb may be NULL. SL_OK or SL_ERR (Redis not connected). */

@@ -11,7 +11,6 @@
 #include <libwebsockets.h>
 #include <string.h>
 
-#define KEY_STREAMKEY     "sl:{cat}:streamkey:%s"
 #define KEY_PUBLISHER     "sl:{cat}:chan:%s:publisher"
 #define LEASE_MS          15000
 #define LEASE_RENEW_S     5
@@ -212,8 +211,8 @@ static void on_publish(rtmp_session *s, const char *app, const char *name, void 
         return;
     }
     c->key = g_strdup(name);
-    if (sl_redis_command(sl_server_redis(in->srv), key_looked_up, conn_ref(c), "GET " KEY_STREAMKEY,
-                         name) != SL_OK) {
+    if (sl_redis_command(sl_server_redis(in->srv), key_looked_up, conn_ref(c),
+                         "GET " SL_KEY_STREAMKEY, name) != SL_OK) {
         conn_unref(c);
         refuse(c, in->m_refused_other, "NetStream.Publish.Failed",
                "service unavailable, try again");
@@ -272,7 +271,7 @@ static void key_rechecked(struct redisReply *r, const char *err, void *user)
 static void recheck(struct rtmp_conn *c)
 {
     if (sl_redis_command(sl_server_redis(c->in->srv), key_rechecked, conn_ref(c),
-                         "GET " KEY_STREAMKEY, c->key) != SL_OK)
+                         "GET " SL_KEY_STREAMKEY, c->key) != SL_OK)
         conn_unref(c);
 }
 

@@ -212,17 +212,15 @@ static int on_publish(rtmp_session *s, double txn, json_t *args)
 {
     if (!s->connected) return fail(s, SL_EPROTO, "publish before connect");
     if (s->pub != PUB_IDLE) return fail(s, SL_EPROTO, "publish twice on one connection");
+    s->pub = PUB_PENDING;
+    s->publish_txn = txn;
     char *name = clean_name(arg_string(args, 3));
     if (name == NULL || *name == '\0') {
         g_free(name);
-        s->pub = PUB_PENDING;
-        s->publish_txn = txn;
         rtmp_session_publish_result(s, FALSE, "NetStream.Publish.BadName", "no stream key");
         return SL_OK;
     }
     s->name = name;
-    s->pub = PUB_PENDING;
-    s->publish_txn = txn;
     s->ops->publish(s, s->app, s->name, s->user);
     return SL_OK;
 }

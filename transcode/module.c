@@ -13,8 +13,6 @@
 
 #define LIVE_LEASE_MS 30000 /* a node that dies leaves its channels live this long at most */
 #define LIVE_RENEW_S  10
-#define KEY_LIVE_DOC  "sl:{cat}:chan:%s:live"
-#define KEY_LIVE_SET  "sl:{cat}:live"
 #define RENDITION     "source"
 
 enum { CH_IDLE, CH_LIVE, CH_GRACE, CH_ENDED };
@@ -127,8 +125,9 @@ static void live_store(struct hls_channel *ch)
     json_t *doc = live_doc(ch);
     char *text = json_dumps(doc, JSON_COMPACT);
     sl_redis *r = sl_server_redis(ch->tc->srv);
-    sl_redis_command(r, NULL, NULL, "SET " KEY_LIVE_DOC " %s PX %d", ch->id, text, LIVE_LEASE_MS);
-    sl_redis_command(r, NULL, NULL, "ZADD " KEY_LIVE_SET " %" G_GINT64_FORMAT " %s",
+    sl_redis_command(r, NULL, NULL, "SET " SL_KEY_CHAN_LIVE " %s PX %d", ch->id, text,
+                     LIVE_LEASE_MS);
+    sl_redis_command(r, NULL, NULL, "ZADD " SL_KEY_LIVE_CHANS " %" G_GINT64_FORMAT " %s",
                      ch->started_at_ms, ch->id);
     free(text);
     json_decref(doc);
@@ -143,8 +142,8 @@ static gboolean live_renew(gpointer data)
 static void live_clear(struct hls_channel *ch)
 {
     sl_redis *r = sl_server_redis(ch->tc->srv);
-    sl_redis_command(r, NULL, NULL, "DEL " KEY_LIVE_DOC, ch->id);
-    sl_redis_command(r, NULL, NULL, "ZREM " KEY_LIVE_SET " %s", ch->id);
+    sl_redis_command(r, NULL, NULL, "DEL " SL_KEY_CHAN_LIVE, ch->id);
+    sl_redis_command(r, NULL, NULL, "ZREM " SL_KEY_LIVE_CHANS " %s", ch->id);
     if (ch->lease_timer) g_source_remove(ch->lease_timer);
     ch->lease_timer = 0;
 }

@@ -90,7 +90,6 @@ static GstPadProbeReturn on_frame(GstPad *pad, GstPadProbeInfo *info, gpointer d
     if (!GST_CLOCK_TIME_IS_VALID(pts)) return GST_PAD_PROBE_OK;
     int64_t rt = running_time(pad, pts);
     gboolean cut = FALSE;
-    (void)cut;
     g_mutex_lock(&r->lock);
     if (r->cuts->len == 0) g_array_append_val(r->cuts, rt);
     int64_t start = g_array_index(r->cuts, int64_t, r->cuts->len - 1);

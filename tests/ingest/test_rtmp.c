@@ -381,8 +381,7 @@ static void s_unpublish(rtmp_session *s, void *user)
 static const struct rtmp_session_ops ops = {
     .publish = s_publish, .media = s_media, .unpublish = s_unpublish};
 
-GByteArray *publish_script(void);
-GByteArray *publish_script(void)
+static GByteArray *publish_script(void)
 {
     GByteArray *s = g_byte_array_new();
     uint8_t c1[RTMP_HANDSHAKE_SIZE];
