@@ -1,5 +1,6 @@
 /* silklive: the composition root. Parses the command line (api.md "Command line"), builds the
  * config, adds the compiled-in modules to the server and runs it; or mints a token. */
+#include "chat/chat.h"
 #include "commerce/commerce.h"
 #include "core/core.h"
 #include "ingest/ingest.h"
@@ -228,6 +229,7 @@ static int cmd_serve(int argc, char **argv)
     srv = sl_server_new(c);
     c = NULL; /* owned by srv */
     sl_server_add_module(srv, &commerce_module);
+    sl_server_add_module(srv, &chat_module);
     sl_server_add_module(srv, &transcode_module); /* before ingest: it stops after it */
     sl_server_add_module(srv, &ingest_module);
     if (sl_server_start(srv, &err, &rc) != SL_OK) {

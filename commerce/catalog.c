@@ -296,8 +296,8 @@ static void channel_get(sl_http_req *req, void *user)
     if (!cm_path_id(c, "id")) return;
     if (sl_http_req_header(req, "authorization") && !cm_auth(c)) return;
     cm_cmd(c, channel_got,
-           "MGET " KEY_CHAN " " KEY_PIN " " SL_KEY_CHAN_LIVE " sl:{cat}:chan:%s:viewers", c->id,
-           c->id, c->id, c->id);
+           "MGET " KEY_CHAN " " KEY_PIN " " SL_KEY_CHAN_LIVE " " SL_KEY_CHAN_VIEWERS, c->id, c->id,
+           c->id, c->id);
 }
 
 static void channel_list(sl_http_req *req, void *user)

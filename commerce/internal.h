@@ -9,9 +9,9 @@
 
 /* Catalog keys share one hash tag (one slot); every key of a sale shares {sale:<id>}; every key
  * of a buyer shares {buyer:<user>} (DESIGN.md "Redis key layout"). */
-#define KEY_PAV          "sl:{cat}:pav:%s"
+#define KEY_PAV          SL_KEY_PAVILION
 #define KEY_PAVS         "sl:{cat}:pavs"
-#define KEY_CHAN         "sl:{cat}:chan:%s"
+#define KEY_CHAN         SL_KEY_CHANNEL
 #define KEY_CHANS        "sl:{cat}:chans"
 #define KEY_PAV_CHANS    "sl:{cat}:pav:%s:chans"
 #define KEY_STREAMKEY    SL_KEY_STREAMKEY

@@ -18,6 +18,7 @@
 
 #define SHUTDOWN_WATCHDOG_S 9
 #define MODULE_SLOTS        4
+#define SHUTDOWN_DRAIN_MS   300
 
 struct sl_server {
     struct sl_config *cfg; /* owned */
@@ -431,6 +432,12 @@ static void watchdog(int sig)
     _exit(SL_EXIT_RUNTIME);
 }
 
+static gboolean quit_loop(gpointer loop)
+{
+    g_main_loop_quit(loop);
+    return G_SOURCE_REMOVE;
+}
+
 void sl_server_stop(sl_server *srv)
 {
     if (srv->stopping) return;
@@ -441,7 +448,9 @@ void sl_server_stop(sl_server *srv)
         const struct sl_module *m = srv->modules->pdata[i];
         if (m->stop) m->stop(srv);
     }
-    g_main_loop_quit(srv->loop);
+    /* What the modules queued at stop (WebSocket close frames with 1001, last Redis writes)
+     * goes out on the loop: give it a moment before the loop ends. */
+    g_timeout_add(SHUTDOWN_DRAIN_MS, quit_loop, srv->loop);
 }
 
 void sl_server_run(sl_server *srv)

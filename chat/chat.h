@@ -1,0 +1,15 @@
+/* chat: the WebSocket hub of api.md (GET /ws, subprotocol silklive.v1): rooms per channel,
+ * fan-out, history and recovery, presence, chat rules and moderation, scale-out over Redis. */
+#ifndef SL_CHAT_H
+#define SL_CHAT_H
+
+#include "core/core.h"
+
+/* The module, for sl_server_add_module. Its config section is [chat]:
+ * rate_messages (3) per rate_window_ms (2000): the per-user token bucket of chat messages;
+ * history (50): events a plain join replays; queue_frames (256) and queue_bytes (1048576): a
+ * connection's send queue, past which it is a slow consumer; idle_timeout_s (120): a connection
+ * that sends nothing, not even a pong, for that long is closed. */
+extern const struct sl_module chat_module;
+
+#endif
