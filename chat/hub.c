@@ -11,7 +11,7 @@
 #define BATCH_MAX           16384 /* bytes of queued frames written in one go */
 #define PRESENCE_STALE_MS   5000
 #define VIEWERS_TTL_MS      10000
-#define WORDS_REFRESH_TICKS 2
+#define WORDS_REFRESH_TICKS 30 /* besides the control message, in case one was lost */
 #define KEEPALIVE_S         10 /* how often idle connections are looked at */
 #define PING_AFTER_S        30
 #define BAD_FRAMES_MAX      20 /* invalid frames in a row before the connection is closed */
@@ -595,6 +595,26 @@ static void presence_report(struct chat *chat, const char *channel, int64_t loca
         room_ref_take(ref);
 }
 
+/* Control messages between nodes: a pavilion's banned words changed. After a resubscribe
+ * (msg NULL) a change may have been missed: every room reloads. */
+static void chat_on_control(const char *channel, const char *msg, size_t len, void *user)
+{
+    struct chat *chat = user;
+    json_t *j = msg ? json_loadb(msg, len, 0, NULL) : NULL;
+    const char *type = json_string_value(json_object_get(j, "type"));
+    const char *pav = json_string_value(json_object_get(j, "pavilion"));
+    if (msg == NULL || (type && pav && strcmp(type, "banned_words") == 0)) {
+        GHashTableIter it;
+        gpointer v;
+        g_hash_table_iter_init(&it, chat->rooms);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+            struct room *r = v;
+            if (pav == NULL || strcmp(r->pav, pav) == 0) room_words_refresh(r);
+        }
+    }
+    json_decref(j);
+}
+
 static gboolean chat_tick(gpointer data)
 {
     struct chat *chat = data;
@@ -1093,6 +1113,7 @@ static int chat_start(sl_server *srv, GError **err)
     chat->presence = sl_script_new(chat_lua_presence);
     chat->tick_timer = g_timeout_add_seconds(1, chat_tick, chat);
     chat->keepalive_timer = g_timeout_add_seconds(KEEPALIVE_S, chat_keepalive, chat);
+    sl_pubsub_subscribe(srv, SL_CONTROL_CHANNEL, chat_on_control, chat);
     return SL_OK;
 }
 
@@ -1100,6 +1121,7 @@ static void chat_stop(sl_server *srv)
 {
     struct chat *chat = chat_of(srv);
     chat->stopping = TRUE;
+    sl_pubsub_unsubscribe(srv, SL_CONTROL_CHANNEL, chat_on_control, chat);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, chat->conns);

@@ -250,6 +250,11 @@ static void words_stored(struct redisReply *reply, const char *err, void *user)
         mod_error(m, 503, "unavailable", "the store is unavailable; nothing was changed");
         return;
     }
+    /* every chat node reloads the list for its rooms of this pavilion */
+    char *msg = g_strdup_printf("{\"type\":\"banned_words\",\"pavilion\":\"%s\"}", m->id);
+    sl_redis_command(sl_server_redis(m->chat->srv), NULL, NULL, "PUBLISH %s %s", SL_CONTROL_CHANNEL,
+                     msg);
+    g_free(msg);
     mod_reply(m, 200, json_pack("{s:s, s:O}", "pavilion", m->id, "words", m->doc));
 }
 

@@ -335,6 +335,12 @@ static void connect_start(sl_redis *r)
     ac->data = r;
     r->ac = ac;
     r->source = redis_source_new(ac);
+    /* libwebsockets on GLib does part of its service (writeable callbacks among them) from an
+     * idle source, and GLib dispatches only the most urgent ready sources: a pub/sub feed with
+     * bytes always waiting would starve every socket's writes at default priority. At lws'
+     * idle level, reading the feed and writing to clients take turns, so the feed is read only
+     * as fast as clients are served. Command replies answer requests and stay at default. */
+    if (r->subs) g_source_set_priority(r->source, G_PRIORITY_DEFAULT_IDLE);
     g_source_attach(r->source, r->ctx);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -466,6 +472,7 @@ sl_redis *redis_new_subscriber(GMainContext *ctx, const char *url, GError **err)
     if (r == NULL) return NULL;
     r->subs =
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);
+    if (r->source) g_source_set_priority(r->source, G_PRIORITY_DEFAULT_IDLE); /* see connect */
     r->m_connected = sl_metric_get("silklive_redis_pubsub_connected", SL_METRIC_GAUGE,
                                    "1 while the Redis pub/sub connection is up", NULL, 1);
     r->m_reconnects = sl_metric_get("silklive_redis_pubsub_reconnects_total", SL_METRIC_COUNTER,

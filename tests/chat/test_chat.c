@@ -181,6 +181,414 @@ START_TEST(join_chat_and_history)
 }
 END_TEST
 
+/* ---- recovery ---- */
+
+START_TEST(recovery_with_since)
+{
+    harness_ws *a = ws_open(sl.port), *b = ws_open(sl.port);
+    json_decref(join_as(a, "ch1", SL_ROLE_VIEWER, "ua", NULL, NULL));
+    json_decref(join_as(b, "ch1", SL_ROLE_VIEWER, "ub", NULL, NULL));
+    say(b, "one");
+    json_t *first = next_chat(a);
+    char *last = g_strdup(str(first, "id"));
+    json_decref(first);
+    harness_ws_free(a); /* a drops off */
+    say(b, "two");
+    say(b, "three");
+    json_decref(next_chat(b));
+    json_decref(next_chat(b));
+
+    harness_ws *again = ws_open(sl.port);
+    json_t *j = join_as(again, "ch1", SL_ROLE_VIEWER, "ua", NULL, last);
+    json_t *h = json_object_get(j, "history");
+    ck_assert_int_eq(json_array_size(h), 2);
+    ck_assert_str_eq(str(json_array_get(h, 0), "text"), "two");
+    ck_assert_str_eq(str(json_array_get(h, 1), "text"), "three");
+    ck_assert(json_is_false(json_object_get(j, "gap")));
+    json_decref(j);
+
+    /* a bad since is a bad request, not a lookup */
+    ck_assert(harness_ws_send(again, "{\"type\":\"join\",\"channel\":\"ch1\",\"since\":\"x-1\"}"));
+    json_decref(next_error(again, "bad_request"));
+    /* an unknown channel */
+    ck_assert(harness_ws_send(again, "{\"type\":\"join\",\"channel\":\"nope\"}"));
+    json_decref(next_error(again, "not_found"));
+    g_free(last);
+    harness_ws_free(b);
+    harness_ws_free(again);
+}
+END_TEST
+
+/* Events trimmed from the capped history cannot be replayed: the client is told. */
+START_TEST(recovery_gap)
+{
+    char *r = harness_redis_cmd(
+        redis.port, "EVAL %s 1 sl:{room:ch1}:history",
+        "for i = 1, 2500 do redis.call('XADD', KEYS[1], 'MAXLEN', '~', 2000, '*', 'e', "
+        "'{\"type\":\"chat\",\"text\":\"filler\"}') end return 1");
+    g_free(r);
+    harness_ws *ws = ws_open(sl.port);
+    json_t *j = join_as(ws, "ch1", 0, NULL, NULL, "1-0");
+    ck_assert(json_is_true(json_object_get(j, "gap")));
+    ck_assert_int_gt(json_array_size(json_object_get(j, "history")), 0);
+    json_decref(j);
+    /* a plain join replays the last 50 */
+    j = join_as(ws, "ch1", 0, NULL, NULL, NULL);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "history")), 50);
+    json_decref(j);
+    harness_ws_free(ws);
+}
+END_TEST
+
+/* ---- chat rules ---- */
+
+START_TEST(rate_limit_per_user)
+{
+    harness_ws *ws = ws_open(sl.port), *reader = ws_open(sl.port);
+    json_decref(join_as(ws, "ch1", SL_ROLE_VIEWER, "fast", NULL, NULL));
+    json_decref(join_as(reader, "ch1", 0, NULL, NULL, NULL));
+    for (int i = 0; i < 5; i++)
+        say(ws, "spam");
+    json_t *e = next_error(ws, "rate_limited");
+    ck_assert_int_gt(json_integer_value(json_object_get(e, "retry_after_ms")), 0);
+    json_decref(e);
+    int delivered = 0;
+    json_t *m;
+    while ((m = harness_ws_expect(reader, "chat", 1000)) != NULL) {
+        delivered++;
+        json_decref(m);
+    }
+    ck_assert_int_eq(delivered, 3); /* 3 messages per 2 s */
+    harness_ws_free(ws);
+    harness_ws_free(reader);
+}
+END_TEST
+
+START_TEST(bad_frames)
+{
+    harness_ws *ws = ws_open(sl.port);
+    const char *bad[] = {"not json",
+                         "[1]",
+                         "{\"type\":1}",
+                         "{\"type\":\"dance\"}",
+                         "{\"type\":\"join\"}",
+                         "{\"type\":\"join\",\"channel\":\"a/b\"}",
+                         "{\"type\":\"join\",\"channel\":\"ch1\",\"token\":\"nope\"}",
+                         "{\"type\":\"chat\",\"text\":\"\"}",
+                         "{\"type\":\"chat\",\"text\":\" \\u0001 \"}",
+                         NULL};
+    for (int i = 0; bad[i]; i++) {
+        ck_assert(harness_ws_send(ws, bad[i]));
+        json_t *e = harness_ws_expect(ws, "error", WAIT);
+        ck_assert_msg(e != NULL, "no error for %s", bad[i]);
+        json_decref(e);
+    }
+    /* 501 characters */
+    GString *t = g_string_new("{\"type\":\"chat\",\"text\":\"");
+    for (int i = 0; i < 501; i++)
+        g_string_append(t, "好");
+    g_string_append(t, "\"}");
+    ck_assert(harness_ws_send(ws, t->str));
+    json_decref(next_error(ws, "bad_request"));
+    g_string_free(t, TRUE);
+    /* the connection is still up */
+    ck_assert(harness_ws_send(ws, "{\"type\":\"ping\"}"));
+    json_decref(harness_ws_expect(ws, "pong", WAIT));
+    /* binary frames close 1003, frames over 4 KiB 1009 */
+    ck_assert(harness_ws_send_frame(ws, 2, "\x01\x02", 2));
+    ck_assert_int_eq(harness_ws_wait_close(ws, WAIT), 1003);
+    harness_ws_free(ws);
+    ws = ws_open(sl.port);
+    char big[5000];
+    memset(big, 'a', sizeof big);
+    ck_assert(harness_ws_send_frame(ws, 1, big, sizeof big));
+    ck_assert_int_eq(harness_ws_wait_close(ws, WAIT), 1009);
+    harness_ws_free(ws);
+    /* the WebSocket lives at /ws only, with its subprotocol */
+    int status = 0;
+    ck_assert(harness_ws_connect(sl.port, "/other", "silklive.v1", &status) == NULL);
+    ck_assert(harness_ws_connect(sl.port, "/ws", "other.v1", &status) == NULL);
+    /* HTTP still works beside it */
+    ck_assert_int_eq(harness_api(sl.port, "GET", "/healthz", NULL, NULL, NULL, NULL), 200);
+}
+END_TEST
+
+/* ---- moderation ---- */
+
+static int moderate(const char *tok, const char *channel, const char *body, json_t **out)
+{
+    char path[128];
+    g_snprintf(path, sizeof path, "/api/v1/channels/%s/moderation", channel);
+    return harness_api(sl.port, "POST", path, tok, NULL, body, out);
+}
+
+START_TEST(moderation_actions)
+{
+    char *host = token(SL_ROLE_HOST, "h1", "CL"), *other = token(SL_ROLE_HOST, "h2", "PE");
+    char *viewer = token(SL_ROLE_VIEWER, "v9", NULL);
+    harness_ws *u1 = ws_open(sl.port), *u2 = ws_open(sl.port), *watch = ws_open(sl.port);
+    json_decref(join_as(u1, "ch1", SL_ROLE_VIEWER, "u1", NULL, NULL));
+    json_decref(join_as(u2, "ch1", SL_ROLE_VIEWER, "u2", NULL, NULL));
+    json_decref(join_as(watch, "ch1", 0, NULL, NULL, NULL));
+
+    /* who may: the host of the channel's pavilion, not a viewer or another pavilion's host */
+    const char *mute = "{\"action\":\"mute\",\"user\":\"u1\",\"duration_s\":60}";
+    ck_assert_int_eq(moderate(viewer, "ch1", mute, NULL), 403);
+    ck_assert_int_eq(moderate(other, "ch1", mute, NULL), 403);
+    ck_assert_int_eq(moderate(NULL, "ch1", mute, NULL), 401);
+    ck_assert_int_eq(moderate(host, "nochan", mute, NULL), 404);
+    ck_assert_int_eq(moderate(host, "ch1", "{\"action\":\"zap\",\"user\":\"u1\"}", NULL), 400);
+    ck_assert_int_eq(moderate(host, "ch1", "{\"action\":\"mute\",\"user\":\"a b\"}", NULL), 400);
+    ck_assert_int_eq(moderate(host, "ch1", "{\"action\":\"delete\",\"message_id\":\"1\"}", NULL),
+                     400);
+    ck_assert_int_eq(moderate(host, "ch1", mute, NULL), 200);
+    say(u1, "can you hear me");
+    json_decref(next_error(u1, "muted"));
+    ck_assert_int_eq(moderate(host, "ch1", "{\"action\":\"unmute\",\"user\":\"u1\"}", NULL), 200);
+    say(u1, "back");
+    json_t *m = next_chat(watch);
+    ck_assert_str_eq(str(m, "text"), "back");
+
+    /* delete: everyone is told, and it is gone from the history of later joins */
+    char *body = g_strdup_printf("{\"action\":\"delete\",\"message_id\":\"%s\"}", str(m, "id"));
+    ck_assert_int_eq(moderate(host, "ch1", body, NULL), 200);
+    json_t *d = harness_ws_expect(watch, "moderation", WAIT);
+    ck_assert(d != NULL);
+    ck_assert_str_eq(str(d, "action"), "delete");
+    ck_assert_str_eq(str(d, "message_id"), str(m, "id"));
+    json_decref(d);
+    harness_ws *late = ws_open(sl.port);
+    json_t *j = join_as(late, "ch1", 0, NULL, NULL, NULL);
+    json_t *h = json_object_get(j, "history");
+    size_t i;
+    json_t *ev;
+    json_array_foreach(h, i, ev)
+    {
+        ck_assert(g_strcmp0(str(ev, "id"), str(m, "id")) != 0);
+    }
+    json_decref(j);
+    g_free(body);
+    json_decref(m);
+
+    /* ban: the user's sockets close 1008 and a new join is refused */
+    ck_assert_int_eq(moderate(host, "ch1", "{\"action\":\"ban\",\"user\":\"u2\"}", NULL), 200);
+    ck_assert_int_eq(harness_ws_wait_close(u2, WAIT), 1008);
+    harness_ws *u2b = ws_open(sl.port);
+    char *t2 = token(SL_ROLE_VIEWER, "u2", NULL);
+    char *join = g_strdup_printf("{\"type\":\"join\",\"channel\":\"ch1\",\"token\":\"%s\"}", t2);
+    ck_assert(harness_ws_send(u2b, join));
+    json_decref(next_error(u2b, "forbidden"));
+    g_free(join);
+    g_free(t2);
+
+    /* banned words of the pavilion are masked in chat */
+    char *consul = token(SL_ROLE_CONSUL, "c1", "CL");
+    ck_assert_int_eq(harness_api(sl.port, "PUT", "/api/v1/pavilions/CL/banned-words", host, NULL,
+                                 "{\"words\":[\"scam\"]}", NULL),
+                     403);
+    ck_assert_int_eq(harness_api(sl.port, "PUT", "/api/v1/pavilions/CL/banned-words", consul, NULL,
+                                 "{\"words\":[\"x\",1]}", NULL),
+                     400);
+    ck_assert_int_eq(harness_api(sl.port, "PUT", "/api/v1/pavilions/CL/banned-words", consul, NULL,
+                                 "{\"words\":[\"scam\",\"假货\"]}", NULL),
+                     200);
+    json_t *w = NULL;
+    ck_assert_int_eq(
+        harness_api(sl.port, "GET", "/api/v1/pavilions/CL/banned-words", consul, NULL, NULL, &w),
+        200);
+    ck_assert_int_eq(json_array_size(json_object_get(w, "words")), 2);
+    json_decref(w);
+    say(u1, "this is a SCAM and 假货!");
+    m = next_chat(watch);
+    ck_assert_str_eq(str(m, "text"), "this is a **** and **!");
+    json_decref(m);
+
+    g_free(consul);
+    g_free(host);
+    g_free(other);
+    g_free(viewer);
+    harness_ws_free(u1);
+    harness_ws_free(u2);
+    harness_ws_free(u2b);
+    harness_ws_free(watch);
+    harness_ws_free(late);
+}
+END_TEST
+
+/* ---- events from commerce ---- */
+
+START_TEST(commerce_events_reach_the_room)
+{
+    char *consul = token(SL_ROLE_CONSUL, "c1", "CL");
+    harness_ws *ws = ws_open(sl.port);
+    json_decref(join_as(ws, "ch1", 0, NULL, NULL, NULL));
+    ck_assert_int_eq(harness_api(sl.port, "POST", "/api/v1/pavilions/CL/products", consul, NULL,
+                                 "{\"sku\":\"p1\",\"title\":{\"en\":\"Wine\",\"zh\":\"葡萄酒\"},"
+                                 "\"price\":{\"amount_minor\":30000,\"currency\":\"CLP\"},"
+                                 "\"price_cny_fen\":9900,\"stock_location\":\"bonded_sh\"}",
+                                 NULL),
+                     201);
+    ck_assert_int_eq(harness_api(sl.port, "POST", "/api/v1/channels/ch1/pin", consul, NULL,
+                                 "{\"sku\":\"p1\"}", NULL),
+                     200);
+    json_t *pin = harness_ws_expect(ws, "pin", WAIT);
+    ck_assert(pin != NULL);
+    ck_assert_str_eq(str(json_object_get(pin, "product"), "sku"), "p1");
+    ck_assert(str(pin, "id") != NULL);
+    json_decref(pin);
+    json_t *sale = NULL;
+    ck_assert_int_eq(harness_api(sl.port, "POST", "/api/v1/sales", consul, NULL,
+                                 "{\"channel\":\"ch1\",\"sku\":\"p1\",\"quantity\":10,"
+                                 "\"per_user_limit\":2,\"hold_ttl_s\":60}",
+                                 &sale),
+                     201);
+    json_t *ev = harness_ws_expect(ws, "sale", WAIT);
+    ck_assert(ev != NULL);
+    ck_assert_str_eq(str(json_object_get(ev, "sale"), "id"), str(sale, "id"));
+    json_decref(ev);
+
+    /* a new viewer gets the pinned product and the sale in `joined` */
+    harness_ws *late = ws_open(sl.port);
+    json_t *j = join_as(late, "ch1", 0, NULL, NULL, NULL);
+    ck_assert_str_eq(str(json_object_get(j, "pinned"), "sku"), "p1");
+    ck_assert_int_eq(json_array_size(json_object_get(j, "sales")), 1);
+    ck_assert_str_eq(str(json_array_get(json_object_get(j, "sales"), 0), "id"), str(sale, "id"));
+    json_decref(j);
+    ck_assert_int_eq(
+        harness_api(sl.port, "DELETE", "/api/v1/channels/ch1/pin", consul, NULL, NULL, NULL), 200);
+    json_decref(harness_ws_expect(ws, "unpin", WAIT));
+    j = join_as(late, "ch1", 0, NULL, NULL, NULL);
+    ck_assert(json_is_null(json_object_get(j, "pinned")));
+    json_decref(j);
+
+    /* viewers show on the channel (counted every second) */
+    json_int_t viewers = 0;
+    for (int i = 0; i < 30 && viewers != 2; i++) {
+        json_t *chan = NULL;
+        ck_assert_int_eq(
+            harness_api(sl.port, "GET", "/api/v1/channels/ch1", NULL, NULL, NULL, &chan), 200);
+        viewers = json_integer_value(json_object_get(chan, "viewers"));
+        json_decref(chan);
+        g_usleep(100 * 1000);
+    }
+    ck_assert_int_eq(viewers, 2);
+    json_decref(sale);
+    g_free(consul);
+    harness_ws_free(ws);
+    harness_ws_free(late);
+}
+END_TEST
+
+/* ---- two nodes, one Redis ---- */
+
+START_TEST(two_nodes_are_one_hub)
+{
+    struct harness_silklive b;
+    start_node(&b, "chat", "");
+    harness_ws *on_a = ws_open(sl.port), *on_b = ws_open(b.port);
+    json_decref(join_as(on_a, "ch1", SL_ROLE_VIEWER, "ua", NULL, NULL));
+    json_decref(join_as(on_b, "ch1", SL_ROLE_VIEWER, "ub", NULL, NULL));
+    for (int i = 0; i < 3; i++) {
+        char text[16];
+        g_snprintf(text, sizeof text, "a%d", i);
+        say(on_a, text);
+        g_snprintf(text, sizeof text, "b%d", i);
+        say(on_b, text);
+    }
+    /* both see the same six events, in the same order, ids increasing */
+    char *seen_a[6], *seen_b[6];
+    for (int i = 0; i < 6; i++) {
+        json_t *x = next_chat(on_a), *y = next_chat(on_b);
+        seen_a[i] = g_strdup_printf("%s %s", str(x, "id"), str(x, "text"));
+        seen_b[i] = g_strdup_printf("%s %s", str(y, "id"), str(y, "text"));
+        json_decref(x);
+        json_decref(y);
+    }
+    for (int i = 0; i < 6; i++) {
+        ck_assert_str_eq(seen_a[i], seen_b[i]);
+        if (i > 0) ck_assert(strcmp(seen_a[i - 1], seen_a[i]) != 0);
+        g_free(seen_a[i]);
+        g_free(seen_b[i]);
+    }
+    /* presence sums both nodes */
+    gboolean two = FALSE;
+    for (int i = 0; i < 5 && !two; i++) {
+        json_t *p = harness_ws_expect(on_a, "presence", 1500);
+        two = p && json_integer_value(json_object_get(p, "viewers")) == 2;
+        json_decref(p);
+    }
+    ck_assert_msg(two, "presence never counted the viewer on the other node");
+    /* a node that stops takes its viewers out of the sum */
+    harness_ws_free(on_b);
+    ck_assert_int_eq(harness_silklive_stop(&b), 0);
+    gboolean one = FALSE;
+    for (int i = 0; i < 5 && !one; i++) {
+        json_t *p = harness_ws_expect(on_a, "presence", 1500);
+        one = p && json_integer_value(json_object_get(p, "viewers")) == 1;
+        json_decref(p);
+    }
+    ck_assert(one);
+    harness_ws_free(on_a);
+}
+END_TEST
+
+/* ---- slow consumers and shutdown ---- */
+
+static int64_t metric(int port, const char *name)
+{
+    struct harness_response r;
+    ck_assert_int_eq(harness_http(port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    int64_t v = -1;
+    for (char **l = g_strsplit(r.body, "\n", -1), **p = l; *p || (g_strfreev(l), 0); p++)
+        if (g_str_has_prefix(*p, name) && (*p)[strlen(name)] == ' ')
+            v = g_ascii_strtoll(*p + strlen(name) + 1, NULL, 10);
+    harness_response_free(&r);
+    return v;
+}
+
+static gpointer publish_burst(gpointer unused)
+{
+    for (int batch = 0; batch < 40; batch++) {
+        g_free(harness_redis_cmd(redis.port, "EVAL %s 0",
+                                 "local t = string.rep('x', 1000) for i = 1, 500 do "
+                                 "redis.call('PUBLISH', 'silklive:room:ch1', "
+                                 "'{\"type\":\"chat\",\"text\":\"' .. t .. '\"}') end return 1"));
+        g_usleep(50 * 1000);
+    }
+    return NULL;
+}
+
+START_TEST(slow_consumer_is_closed)
+{
+    harness_ws *stuck = ws_open(sl.port), *fine = ws_open(sl.port);
+    json_decref(join_as(stuck, "ch1", 0, NULL, NULL, NULL));
+    json_decref(join_as(fine, "ch1", 0, NULL, NULL, NULL));
+    /* 20 MB of events published straight into the room at ~10 MB/s; `stuck` never reads */
+    GThread *pub = g_thread_new("publisher", publish_burst, NULL);
+    int got = 0;
+    json_t *m;
+    while (got < 20000 && (m = harness_ws_expect(fine, "chat", WAIT)) != NULL) {
+        got++;
+        json_decref(m);
+    }
+    g_thread_join(pub);
+    ck_assert_int_eq(got, 20000);
+    ck_assert_int_eq(metric(sl.port, "silklive_chat_slow_consumers_total"), 1);
+    harness_ws_free(stuck);
+    harness_ws_free(fine);
+}
+END_TEST
+
+START_TEST(shutdown_closes_1001)
+{
+    harness_ws *ws = ws_open(sl.port);
+    json_decref(join_as(ws, "ch1", 0, NULL, NULL, NULL));
+    kill(sl.pid, SIGTERM);
+    ck_assert_int_eq(harness_ws_wait_close(ws, WAIT), 1001);
+    harness_ws_free(ws);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("chat");
@@ -188,6 +596,15 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, start, stop);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, join_chat_and_history);
+    tcase_add_test(tc, recovery_with_since);
+    tcase_add_test(tc, recovery_gap);
+    tcase_add_test(tc, rate_limit_per_user);
+    tcase_add_test(tc, bad_frames);
+    tcase_add_test(tc, moderation_actions);
+    tcase_add_test(tc, commerce_events_reach_the_room);
+    tcase_add_test(tc, two_nodes_are_one_hub);
+    tcase_add_test(tc, slow_consumer_is_closed);
+    tcase_add_test(tc, shutdown_closes_1001);
     suite_add_tcase(s, tc);
     return s;
 }
