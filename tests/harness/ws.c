@@ -81,7 +81,8 @@ harness_ws *harness_ws_connect(int port, const char *path, const char *protocol,
     /* the response head */
     gint64 deadline = now_ms() + 5000;
     const uint8_t *end = NULL;
-    while (ok && (end = memmem(ws->in->data, ws->in->len, "\r\n\r\n", 4)) == NULL)
+    while (ok &&
+           (ws->in->len == 0 || (end = memmem(ws->in->data, ws->in->len, "\r\n\r\n", 4)) == NULL))
         ok = fill(ws, deadline);
     char *head = ok ? g_strndup((const char *)ws->in->data, (gsize)(end - ws->in->data)) : NULL;
     if (head) {
