@@ -9,7 +9,8 @@
  * rate_messages (3) per rate_window_ms (2000): the per-user token bucket of chat messages;
  * history (50): events a plain join replays; queue_frames (256) and queue_bytes (1048576): a
  * connection's send queue, past which it is a slow consumer; idle_timeout_s (120): a connection
- * that sends nothing, not even a pong, for that long is closed. */
+ * that sends nothing, not even a pong, for that long is closed; frame_rate (20): frames per
+ * second one connection may send, in bursts of twice that. */
 extern const struct sl_module chat_module;
 
 #endif

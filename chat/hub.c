@@ -15,7 +15,6 @@
 #define KEEPALIVE_S         10 /* how often idle connections are looked at */
 #define PING_AFTER_S        30
 #define BAD_FRAMES_MAX      20 /* invalid frames in a row before the connection is closed */
-#define FRAME_RATE          10 /* frames per second a client may send, bursts of twice that */
 #define ENDED_SALE_SHOWN_MS (3600 * 1000) /* ended sales stay in `joined` this long */
 
 enum conn_state { CONN_IDLE, CONN_JOINING, CONN_JOINED };
@@ -884,8 +883,9 @@ static void conn_bad(struct conn *c, const char *code, const char *message)
 static void conn_handle(struct conn *c, const char *buf, size_t len)
 {
     gint64 now = g_get_monotonic_time();
+    double per_s = (double)c->chat->frame_rate;
     c->frame_tokens =
-        MIN(2.0 * FRAME_RATE, c->frame_tokens + (double)(now - c->frame_ts_us) * FRAME_RATE / 1e6);
+        MIN(2.0 * per_s, c->frame_tokens + (double)(now - c->frame_ts_us) * per_s / 1e6);
     c->frame_ts_us = now;
     if (c->frame_tokens < 1.0) {
         conn_bad(c, "rate_limited", "too many frames; slow down");
@@ -960,7 +960,7 @@ static struct conn *conn_open(struct chat *chat, struct lws *wsi)
     c->wsi = wsi;
     c->id = ++chat->next_conn_id;
     c->last_rx_us = c->frame_ts_us = g_get_monotonic_time();
-    c->frame_tokens = 2.0 * FRAME_RATE;
+    c->frame_tokens = 2.0 * (double)chat->frame_rate;
     g_hash_table_add(chat->conns, c);
     sl_metric_set(chat->m_conns, g_hash_table_size(chat->conns));
     return c;
@@ -1066,7 +1066,9 @@ static int chat_init(sl_server *srv, GError **err)
         sl_config_get_int(cfg, "chat", "queue_bytes", 1 << 20, 65536, 1 << 28, &chat->queue_bytes,
                           err) != SL_OK ||
         sl_config_get_int(cfg, "chat", "idle_timeout_s", 120, 10, 86400, &chat->idle_timeout_s,
-                          err) != SL_OK)
+                          err) != SL_OK ||
+        sl_config_get_int(cfg, "chat", "frame_rate", 20, 1, 1000000, &chat->frame_rate, err) !=
+            SL_OK)
         return SL_ERR;
     struct lws_protocols p = {
         .name = "silklive.v1",

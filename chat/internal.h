@@ -89,7 +89,7 @@ struct chat {
     GHashTable *conns;                            /* struct conn* set: every open connection */
     sl_script *send, *join, *presence, *moderate; /* owned */
     int64_t rate_messages, rate_window_ms, history, recovery_max;
-    int64_t queue_frames, queue_bytes, idle_timeout_s;
+    int64_t queue_frames, queue_bytes, idle_timeout_s, frame_rate;
     guint64 next_conn_id, next_room_serial;
     guint tick_timer, keepalive_timer;
     unsigned ticks;
