@@ -244,6 +244,7 @@ static int conn_writeable(struct conn *c, struct lws *wsi)
         chat_frame_unref(done);
     }
     sl_metric_add(c->chat->m_out, k);
+    sl_metric_add(c->chat->m_writes, 1);
     if (c->q_len) lws_callback_on_writable(wsi);
     return 0;
 }
@@ -405,23 +406,28 @@ static void room_loaded(struct redisReply *reply, const char *err, void *user)
 {
     struct room *r = room_ref_take(user);
     if (r == NULL) return;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        room_fail_members(r, "unavailable", "the store is unavailable; join again");
+    int rc = chat_channel_pavilion(reply, r->pav);
+    if (rc != SL_OK) {
+        if (rc == SL_EPROTO)
+            room_fail_members(r, "not_found", "no such channel");
+        else
+            room_fail_members(r, "unavailable", "the store is unavailable; join again");
         return;
     }
-    json_t *doc =
-        reply->type == REDIS_REPLY_STRING ? json_loadb(reply->str, reply->len, 0, NULL) : NULL;
-    const char *pav = json_string_value(json_object_get(doc, "pavilion"));
-    if (pav == NULL) {
-        json_decref(doc);
-        room_fail_members(r, "not_found", "no such channel");
-        return;
-    }
-    g_strlcpy(r->pav, pav, sizeof r->pav);
-    json_decref(doc);
     r->loaded = TRUE;
     room_words_refresh(r);
     room_start_joins(r);
+}
+
+int chat_channel_pavilion(struct redisReply *reply, char pav[3])
+{
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) return SL_ERR;
+    json_t *doc =
+        reply->type == REDIS_REPLY_STRING ? json_loadb(reply->str, reply->len, 0, NULL) : NULL;
+    const char *p = json_string_value(json_object_get(doc, "pavilion"));
+    if (p) g_strlcpy(pav, p, 3);
+    json_decref(doc);
+    return p ? SL_OK : SL_EPROTO;
 }
 
 /* Reads the channel document once per room. May free r (Redis not connected). */
@@ -1086,6 +1092,10 @@ static int chat_init(sl_server *srv, GError **err)
                                "Chat messages accepted from clients", NULL, 1);
     chat->m_out = sl_metric_get("silklive_chat_messages_out_total", SL_METRIC_COUNTER,
                                 "Frames delivered to WebSocket clients", NULL, 1);
+    chat->m_writes = sl_metric_get("silklive_chat_writes_total", SL_METRIC_COUNTER,
+                                   "Socket writes that delivered frames (several frames a write "
+                                   "when a queue has a backlog)",
+                                   NULL, 1);
     chat->m_dropped =
         sl_metric_get("silklive_chat_dropped_total", SL_METRIC_COUNTER,
                       "Coalescible frames (presence, stock) dropped for slow clients", NULL, 1);

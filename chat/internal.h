@@ -94,10 +94,14 @@ struct chat {
     guint tick_timer, keepalive_timer;
     unsigned ticks;
     gboolean stopping;
-    sl_metric *m_conns, *m_rooms, *m_in, *m_out, *m_dropped, *m_slow, *m_refused, *m_bad;
+    sl_metric *m_conns, *m_rooms, *m_in, *m_out, *m_writes, *m_dropped, *m_slow, *m_refused, *m_bad;
 };
 
 struct chat *chat_of(sl_server *srv);
+struct redisReply;
+/* The pavilion of a channel document as GET answered it: SL_OK fills pav; SL_EPROTO when there
+ * is no such channel; SL_ERR when Redis failed. */
+int chat_channel_pavilion(struct redisReply *reply, char pav[3]);
 void chat_moderation_routes(struct chat *chat);
 /* Validate a banned-word list body {"words":[...]}; returns the cleaned array or NULL with
  * *err set. Pure; fuzzed with the client parser. */

@@ -131,21 +131,16 @@ static void moderation_done(struct redisReply *reply, const char *err, void *use
 static void moderation_channel_loaded(struct redisReply *reply, const char *err, void *user)
 {
     struct mod_req *m = user;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        mod_error(m, 503, "unavailable", "the store is unavailable; nothing was changed");
+    char pav[3];
+    int rc = chat_channel_pavilion(reply, pav);
+    if (rc != SL_OK) {
+        if (rc == SL_EPROTO)
+            mod_error(m, 404, "not_found", "no such channel");
+        else
+            mod_error(m, 503, "unavailable", "the store is unavailable; nothing was changed");
         return;
     }
-    json_t *doc =
-        reply->type == REDIS_REPLY_STRING ? json_loadb(reply->str, reply->len, 0, NULL) : NULL;
-    const char *pav = json_string_value(json_object_get(doc, "pavilion"));
-    if (pav == NULL) {
-        json_decref(doc);
-        mod_error(m, 404, "not_found", "no such channel");
-        return;
-    }
-    gboolean may = mod_may(m, SL_ROLE_HOST, pav);
-    json_decref(doc);
-    if (!may) {
+    if (!mod_may(m, SL_ROLE_HOST, pav)) {
         mod_error(m, 403, "forbidden", "moderation needs the host or consul of this pavilion");
         return;
     }
