@@ -93,6 +93,8 @@ static struct conn *open_conn(int ep, const char *ip, int publisher)
     if (ip) { /* spread over 127.0.0.x for more than one port range of clients */
         struct sockaddr_in src = {.sin_family = AF_INET};
         inet_pton(AF_INET, ip, &src.sin_addr);
+        int on = 1; /* ports of an earlier round may still be in TIME_WAIT */
+        setsockopt(c->fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
         if (bind(c->fd, (struct sockaddr *)&src, sizeof src) != 0) die("bind");
     }
     if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) die("connect");
