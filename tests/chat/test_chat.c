@@ -542,18 +542,6 @@ END_TEST
 
 /* ---- slow consumers and shutdown ---- */
 
-static int64_t metric(int port, const char *name)
-{
-    struct harness_response r;
-    ck_assert_int_eq(harness_http(port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
-    int64_t v = -1;
-    for (char **l = g_strsplit(r.body, "\n", -1), **p = l; *p || (g_strfreev(l), 0); p++)
-        if (g_str_has_prefix(*p, name) && (*p)[strlen(name)] == ' ')
-            v = g_ascii_strtoll(*p + strlen(name) + 1, NULL, 10);
-    harness_response_free(&r);
-    return v;
-}
-
 static gpointer publish_burst(gpointer unused)
 {
     for (int batch = 0; batch < 40; batch++) {
@@ -581,7 +569,7 @@ START_TEST(slow_consumer_is_closed)
     }
     g_thread_join(pub);
     ck_assert_int_eq(got, 20000);
-    ck_assert_int_eq(metric(sl.port, "silklive_chat_slow_consumers_total"), 1);
+    ck_assert_int_eq(harness_metric(sl.port, "silklive_chat_slow_consumers_total"), 1);
     harness_ws_free(stuck);
     harness_ws_free(fine);
 }

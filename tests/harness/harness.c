@@ -438,3 +438,18 @@ char *harness_token(const char *secret, int role, const char *sub, const char *p
     if (pav) g_strlcpy(c.pav, pav, sizeof c.pav);
     return sl_token_sign(secret, &c);
 }
+
+long long harness_metric(int port, const char *series)
+{
+    struct harness_response r;
+    if (harness_http(port, "GET", "/metrics", NULL, NULL, 0, &r) != 0) return -1;
+    long long v = -1;
+    size_t n = strlen(series);
+    gchar **lines = g_strsplit(r.body, "\n", -1);
+    for (gchar **l = lines; *l; l++) /* HELP and TYPE lines mention the name too */
+        if (strncmp(*l, series, n) == 0 && (*l)[n] == ' ')
+            v = g_ascii_strtoll(*l + n + 1, NULL, 10);
+    g_strfreev(lines);
+    harness_response_free(&r);
+    return v;
+}

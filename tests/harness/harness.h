@@ -67,6 +67,10 @@ int harness_api(int port, const char *method, const char *path, const char *tok,
 /* A token signed with secret for role (an enum sl_role), sub and pavilion (or NULL). g_free. */
 char *harness_token(const char *secret, int role, const char *sub, const char *pav);
 
+/* The value of one Prometheus series line ("name" or "name{labels}") of silklive's /metrics
+ * on port; -1 when the series is absent or the scrape failed. */
+long long harness_metric(int port, const char *series);
+
 /* Run a Check suite; returns the process exit status (0 when every test passed). */
 struct Suite;
 int harness_run_suite(struct Suite *s);

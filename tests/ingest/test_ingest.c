@@ -226,16 +226,7 @@ static gboolean history_gets(const char *event)
 
 static int64_t metric(const char *series)
 {
-    int st = 0;
-    char *text = get_text("/metrics", &st);
-    ck_assert_ptr_nonnull(text);
-    char *line = strstr(text, series);
-    int64_t v = -1;
-    while (line && line > text && line[-1] != '\n') /* a HELP line mentions it too */
-        line = strstr(line + 1, series);
-    if (line) v = g_ascii_strtoll(line + strlen(series) + 1, NULL, 10);
-    g_free(text);
-    return v;
+    return harness_metric(sl.port, series);
 }
 
 /* ---- tests ---- */
