@@ -120,7 +120,9 @@ int sl_redis_url_check(const char *url, GError **err)
     return rc;
 }
 
-sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError **err)
+/* A connection; a subscriber one (subscriber TRUE) only subscribes and has its own gauges. */
+static sl_redis *redis_open(GMainContext *ctx, const char *url, int timeout_ms, gboolean subscriber,
+                            GError **err)
 {
     sl_redis *r = g_new0(sl_redis, 1);
     r->ctx = ctx;
@@ -138,12 +140,26 @@ sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError *
                                   "Redis commands answered", NULL, 1);
     r->m_errors = sl_metric_get("silklive_redis_errors_total", SL_METRIC_COUNTER,
                                 "Redis commands failed (timeout, disconnect)", NULL, 1);
-    r->m_connected = sl_metric_get("silklive_redis_connected", SL_METRIC_GAUGE,
-                                   "1 while the Redis connection is up", NULL, 1);
-    r->m_reconnects = sl_metric_get("silklive_redis_reconnects_total", SL_METRIC_COUNTER,
-                                    "Redis connections lost", NULL, 1);
+    if (subscriber) {
+        r->subs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                        (GDestroyNotify)g_ptr_array_unref);
+        r->m_connected = sl_metric_get("silklive_redis_pubsub_connected", SL_METRIC_GAUGE,
+                                       "1 while the Redis pub/sub connection is up", NULL, 1);
+        r->m_reconnects = sl_metric_get("silklive_redis_pubsub_reconnects_total", SL_METRIC_COUNTER,
+                                        "Redis pub/sub connections lost", NULL, 1);
+    } else {
+        r->m_connected = sl_metric_get("silklive_redis_connected", SL_METRIC_GAUGE,
+                                       "1 while the Redis connection is up", NULL, 1);
+        r->m_reconnects = sl_metric_get("silklive_redis_reconnects_total", SL_METRIC_COUNTER,
+                                        "Redis connections lost", NULL, 1);
+    }
     connect_start(r);
     return r;
+}
+
+sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError **err)
+{
+    return redis_open(ctx, url, timeout_ms, FALSE, err);
 }
 
 static void pending_unlink(struct pending *p)
@@ -468,16 +484,7 @@ void redis_free(sl_redis *r)
 
 sl_redis *redis_new_subscriber(GMainContext *ctx, const char *url, GError **err)
 {
-    sl_redis *r = redis_new(ctx, url, 0, err); /* no commands, so no command timeout */
-    if (r == NULL) return NULL;
-    r->subs =
-        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_ptr_array_unref);
-    if (r->source) g_source_set_priority(r->source, G_PRIORITY_DEFAULT_IDLE); /* see connect */
-    r->m_connected = sl_metric_get("silklive_redis_pubsub_connected", SL_METRIC_GAUGE,
-                                   "1 while the Redis pub/sub connection is up", NULL, 1);
-    r->m_reconnects = sl_metric_get("silklive_redis_pubsub_reconnects_total", SL_METRIC_COUNTER,
-                                    "Redis pub/sub connections lost", NULL, 1);
-    return r;
+    return redis_open(ctx, url, 0, TRUE, err); /* no commands, so no command timeout */
 }
 
 void redis_subscribe(sl_redis *r, const char *channel, sl_pubsub_cb cb, void *user)
