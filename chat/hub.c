@@ -292,13 +292,19 @@ struct room_ref {
     guint64 serial;
 };
 
-static struct room_ref *room_ref_new(struct room *r)
+/* serial 0 names no room (serials start at 1): for a channel this node has left. */
+static struct room_ref *room_ref_for(struct chat *chat, const char *channel, guint64 serial)
 {
     struct room_ref *ref = g_new0(struct room_ref, 1);
-    ref->chat = r->chat;
-    ref->channel = g_strdup(r->channel);
-    ref->serial = r->serial;
+    ref->chat = chat;
+    ref->channel = g_strdup(channel);
+    ref->serial = serial;
     return ref;
+}
+
+static struct room_ref *room_ref_new(struct room *r)
+{
+    return room_ref_for(r->chat, r->channel, r->serial);
 }
 
 /* The room the reference names, if it still exists; frees the reference. */
@@ -380,7 +386,7 @@ static int room_command(struct room *r, sl_redis_cb cb, const char *fmt, ...)
 static void room_words_loaded(struct redisReply *reply, const char *err, void *user)
 {
     struct room *r = room_ref_take(user);
-    if (r == NULL || reply == NULL) return;
+    if (r == NULL || reply == NULL || reply->type == REDIS_REPLY_ERROR) return; /* keep the list */
     json_t *a =
         reply->type == REDIS_REPLY_STRING ? json_loadb(reply->str, reply->len, 0, NULL) : NULL;
     GPtrArray *w = g_ptr_array_new();
@@ -555,19 +561,21 @@ static void room_on_message(const char *channel, const char *msg, size_t len, vo
 
 /* ---- presence ---- */
 
+/* The sum is stored for the channel even when the room is gone from this node (its last
+ * viewer here left): other nodes may still count viewers, or the count is now 0. */
 static void presence_summed(struct redisReply *reply, const char *err, void *user)
 {
     struct room_ref *ref = user;
-    if (ref == NULL) return;
-    struct chat *chat = ref->chat;
-    char *channel = g_strdup(ref->channel);
-    struct room *r = room_ref_take(ref);
-    if (reply && reply->type == REDIS_REPLY_INTEGER) {
-        int64_t sum = reply->integer;
+    gboolean counted = reply && reply->type == REDIS_REPLY_INTEGER;
+    int64_t sum = counted ? reply->integer : 0;
+    if (counted) {
         char key[128];
-        g_snprintf(key, sizeof key, SL_KEY_CHAN_VIEWERS, channel);
-        sl_redis_command(sl_server_redis(chat->srv), NULL, NULL, "SET %s %lld PX %d", key,
+        g_snprintf(key, sizeof key, SL_KEY_CHAN_VIEWERS, ref->channel);
+        sl_redis_command(sl_server_redis(ref->chat->srv), NULL, NULL, "SET %s %lld PX %d", key,
                          (long long)sum, VIEWERS_TTL_MS);
+    }
+    struct room *r = room_ref_take(ref);
+    if (counted) {
         if (r && sum != r->viewers) {
             r->viewers = sum;
             struct chat_frame *f = chat_frame_json(
@@ -580,7 +588,6 @@ static void presence_summed(struct redisReply *reply, const char *err, void *use
             chat_frame_unref(f);
         }
     }
-    g_free(channel);
 }
 
 /* Writes this node's viewers of a room and reads the sum over every node; r is NULL when the
@@ -593,10 +600,9 @@ static void presence_report(struct chat *chat, const char *channel, int64_t loca
     g_snprintf(now, sizeof now, "%lld", (long long)sl_now_ms());
     g_snprintf(stale, sizeof stale, "%d", PRESENCE_STALE_MS);
     const char *argv[] = {key, sl_server_node_id(chat->srv), count, now, stale};
-    struct room_ref *ref = r ? room_ref_new(r) : NULL;
+    struct room_ref *ref = r ? room_ref_new(r) : room_ref_for(chat, channel, 0);
     if (sl_redis_eval(sl_server_redis(chat->srv), chat->presence, presence_summed, ref, 1, 5, argv,
-                      NULL) != SL_OK &&
-        ref)
+                      NULL) != SL_OK)
         room_ref_take(ref);
 }
 
@@ -702,17 +708,20 @@ static void join_replied(struct redisReply *reply, const char *err, void *user)
     struct join_ctx *j = user;
     struct conn *c = j->c;
     if (c->wsi == NULL || c->join_gen != j->gen || c->state != CONN_JOINING) goto out;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) {
-        room_remove(c);
-        conn_error(c, "unavailable", "the store is unavailable; join again");
-        goto out;
-    }
-    if (strcmp(reply->element[0]->str, "banned") == 0) {
+    const char *status = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+                                 reply->element[0]->type == REDIS_REPLY_STRING
+                             ? reply->element[0]->str
+                             : "";
+    if (strcmp(status, "banned") == 0) {
         room_remove(c);
         conn_error(c, "forbidden", "you are banned from this channel");
         goto out;
     }
-    if (reply->elements != 5) goto out;
+    if (strcmp(status, "ok") != 0 || reply->elements != 5) { /* never left joining */
+        room_remove(c);
+        conn_error(c, "unavailable", "the store is unavailable; join again");
+        goto out;
+    }
     struct chat_frame *f = joined_frame(c, reply);
     /* Live events queued while joining that the history already holds are dropped. */
     struct chat_stream_id newest = {0, 0};

@@ -418,6 +418,21 @@ END_TEST
 
 /* ---- events from commerce ---- */
 
+/* The channel's `viewers` once it equals want, or its last value after 3 s. */
+static json_int_t channel_viewers(json_int_t want)
+{
+    json_int_t viewers = -1;
+    for (int i = 0; i < 30 && viewers != want; i++) {
+        json_t *chan = NULL;
+        ck_assert_int_eq(
+            harness_api(sl.port, "GET", "/api/v1/channels/ch1", NULL, NULL, NULL, &chan), 200);
+        viewers = json_integer_value(json_object_get(chan, "viewers"));
+        json_decref(chan);
+        if (viewers != want) g_usleep(100 * 1000);
+    }
+    return viewers;
+}
+
 START_TEST(commerce_events_reach_the_room)
 {
     char *consul = token(SL_ROLE_CONSUL, "c1", "CL");
@@ -462,21 +477,13 @@ START_TEST(commerce_events_reach_the_room)
     ck_assert(json_is_null(json_object_get(j, "pinned")));
     json_decref(j);
 
-    /* viewers show on the channel (counted every second) */
-    json_int_t viewers = 0;
-    for (int i = 0; i < 30 && viewers != 2; i++) {
-        json_t *chan = NULL;
-        ck_assert_int_eq(
-            harness_api(sl.port, "GET", "/api/v1/channels/ch1", NULL, NULL, NULL, &chan), 200);
-        viewers = json_integer_value(json_object_get(chan, "viewers"));
-        json_decref(chan);
-        g_usleep(100 * 1000);
-    }
-    ck_assert_int_eq(viewers, 2);
-    json_decref(sale);
-    g_free(consul);
+    /* viewers show on the channel (counted every second), and drop when they leave */
+    ck_assert_int_eq(channel_viewers(2), 2);
     harness_ws_free(ws);
     harness_ws_free(late);
+    ck_assert_int_eq(channel_viewers(0), 0);
+    json_decref(sale);
+    g_free(consul);
 }
 END_TEST
 
