@@ -4,6 +4,7 @@
 
 #include <gio/gio.h>
 #include <hiredis/adapters/glib.h>
+#include <poll.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <string.h>
@@ -17,6 +18,8 @@ struct pending {
     void *user;
     guint timer;
     gboolean answered;
+    gboolean held;     /* pending_timeout is reading: on_reply leaves freeing to it */
+    gboolean released; /* hiredis let go of it while held */
     gint64 sent_us;
     struct pending *prev, *next; /* in r's in-flight list */
 };
@@ -37,7 +40,8 @@ struct sl_redis {
     int backoff_ms;
     char *last_error; /* owned */
     struct pending *inflight;
-    GHashTable *subs; /* subscriber connections only: channel (owned) -> GPtrArray of sub */
+    gint64 last_reply_us; /* when the server last answered anything: it is alive */
+    GHashTable *subs;     /* subscriber connections only: channel (owned) -> GPtrArray of sub */
     sl_metric *m_latency_sum, *m_commands, *m_errors, *m_connected, *m_reconnects;
 };
 
@@ -198,15 +202,37 @@ static void pending_answer(struct pending *p, redisReply *reply, const char *err
 
 static void drop_connection(sl_redis *r, const char *why);
 
+static gboolean socket_readable(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+}
+
 static gboolean pending_timeout(gpointer data)
 {
     struct pending *p = data;
     p->timer = 0;
     sl_redis *r = p->r;
+    /* A busy loop (thousands of sockets, a burst of replies read 16 KiB per dispatch) can reach
+     * this timer while the reply already waits in the socket: drain what the socket holds
+     * before calling the command late. A stopped server sends nothing, so it still times out. */
+    p->held = TRUE;
+    while (!p->released && r && r->connected && r->ac && socket_readable(r->ac->c.fd))
+        redisAsyncHandleRead(r->ac);
+    p->held = FALSE;
+    if (p->released) {
+        g_free(p);
+        return G_SOURCE_REMOVE;
+    }
+    r = p->r;
     pending_answer(p, NULL, "timeout");
-    /* A command that got no answer in time means the connection is unhealthy (a stopped or
-     * overloaded server): drop it so later commands fail fast and reconnect takes over. */
-    if (r && r->connected) drop_connection(r, "command timeout");
+    /* A server that answered nothing for a whole timeout is stopped or hung: drop the
+     * connection so later commands fail fast and reconnect takes over. One that is still
+     * answering is behind (a burst, or this loop is slow to read): this command failed, but
+     * dropping the connection would fail every other command in flight with it. */
+    gint64 silent_us = g_get_monotonic_time() - (r ? r->last_reply_us : 0);
+    if (r && r->connected && silent_us >= (gint64)r->timeout_ms * 1000)
+        drop_connection(r, "command timeout");
     return G_SOURCE_REMOVE;
 }
 
@@ -214,12 +240,16 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct pending *p = privdata;
     redisReply *rep = reply;
+    if (rep && p->r) p->r->last_reply_us = g_get_monotonic_time();
     if (rep == NULL)
         pending_answer(p, NULL, ac->errstr[0] ? ac->errstr : "disconnected");
     else
         pending_answer(p, rep, NULL);
     pending_unlink(p);
-    g_free(p);
+    if (p->held)
+        p->released = TRUE;
+    else
+        g_free(p);
 }
 
 static gboolean reconnect_fire(gpointer data)

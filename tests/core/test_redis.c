@@ -95,6 +95,64 @@ START_TEST(commands_are_answered)
 }
 END_TEST
 
+static gboolean busy_loop(gpointer unused)
+{
+    g_usleep(5000); /* every iteration of the loop also does 5 ms of other work */
+    return G_SOURCE_CONTINUE;
+}
+
+/* A server that keeps answering is not hung: when this loop is too busy to read a burst of
+ * replies in time, the commands it was slow for may time out, but the connection stays, so the
+ * other commands in flight are answered (not failed as "disconnected"), nothing reconnects,
+ * and replies already waiting in the socket are read before a command is called late. */
+START_TEST(busy_loop_keeps_the_connection)
+{
+    struct harness_redis hr;
+    harness_redis_start(&hr, NULL);
+    sl_redis *r = connect_to(hr.port, 1000);
+    sl_metric *reconnects = sl_metric_get("silklive_redis_reconnects_total", SL_METRIC_COUNTER,
+                                          "Redis connections lost", NULL, 1);
+    int64_t reconnects_before = sl_metric_value(reconnects);
+    char *big = g_malloc(1001);
+    memset(big, 'x', 1000);
+    big[1000] = '\0';
+    struct answer set = {0};
+    ck_assert_int_eq(sl_redis_command(r, on_answer, &set, "SET big %s", big), SL_OK);
+    run_until(&set.calls, 1, 2000);
+    enum { N = 8000 }; /* 8 MB of replies: ~500 reads of 16 KiB, 5 ms each: 2.5 s > 1 s */
+    struct answer *a = g_new0(struct answer, N);
+    int done = 0;
+    guint busy = g_idle_add_full(G_PRIORITY_DEFAULT, busy_loop, NULL, NULL);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(sl_redis_command(r, on_answer, &a[i], "GET big"), SL_OK);
+    gint64 end = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+    while (done < N && g_get_monotonic_time() < end) {
+        g_main_context_iteration(NULL, TRUE);
+        for (done = 0; done < N && a[done].calls == 1; done++) {
+        }
+    }
+    g_source_remove(busy);
+    int ok = 0, late = 0;
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(a[i].calls, 1);
+        if (a[i].text && strcmp(a[i].text, big) == 0)
+            ok++;
+        else if (a[i].err && strcmp(a[i].err, "timeout") == 0)
+            late++;
+        answer_clear(&a[i]);
+    }
+    ck_assert_int_eq(ok + late, N); /* none failed as "disconnected" */
+    ck_assert_int_gt(ok, 0);
+    ck_assert_int_eq(sl_metric_value(reconnects), reconnects_before);
+    ck_assert(sl_redis_connected(r));
+    g_free(a);
+    g_free(big);
+    answer_clear(&set);
+    redis_free(r);
+    harness_redis_stop(&hr);
+}
+END_TEST
+
 START_TEST(unreachable_at_start)
 {
     int port = harness_free_port();
@@ -180,6 +238,7 @@ int main(void)
     TCase *tc = tcase_create("redis");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, commands_are_answered);
+    tcase_add_test(tc, busy_loop_keeps_the_connection);
     tcase_add_test(tc, unreachable_at_start);
     tcase_add_test(tc, stopped_server_times_out_then_recovers);
     tcase_add_test(tc, reconnects_after_restart);
