@@ -93,8 +93,6 @@ static struct conn *open_conn(int ep, const char *ip, int publisher)
     if (ip) { /* spread over 127.0.0.x for more than one port range of clients */
         struct sockaddr_in src = {.sin_family = AF_INET};
         inet_pton(AF_INET, ip, &src.sin_addr);
-        int on = 1; /* ports of an earlier round may still be in TIME_WAIT */
-        setsockopt(c->fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
         if (bind(c->fd, (struct sockaddr *)&src, sizeof src) != 0) die("bind");
     }
     if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) die("connect");
@@ -239,7 +237,9 @@ int main(int argc, char **argv)
     int ep = epoll_create1(0);
     for (int i = 0; i < nsubs; i++) {
         char ip[32];
-        snprintf(ip, sizeof ip, "127.0.0.%d", 2 + i / 20000); /* 20k ports per source address */
+        /* 20k ports per source address, and a fresh address per run: the ports of an earlier
+         * run wait in TIME_WAIT, and bind() with port 0 does not reuse them */
+        snprintf(ip, sizeof ip, "127.0.%d.%d", 1 + getpid() % 250, 2 + i / 20000);
         open_conn(ep, ip, 0);
         if (i % 500 == 499) pump(ep, 0);
     }
