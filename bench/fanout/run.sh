@@ -77,13 +77,15 @@ for r in "${RATES[@]}"; do
 done
 
 echo
-echo "| idle connections | silklive RSS growth | per connection | ws RSS growth | per connection |"
+echo "| idle connections | silklive RSS over its baseline | per connection | ws RSS over its baseline | per connection |"
 echo "| --- | --- | --- | --- | --- |"
+# One baseline per server, before the first idle round: memory freed after a round stays in
+# the allocator and is reused by the next, so growth from the previous round would understate.
+declare -A base=([sl]=$(rss_kb "$SL_PID") [peer]=$(rss_kb "$PEER_PID"))
 for n in $IDLE; do
   row="| $n"
   for target in sl peer; do
     if [[ $target == sl ]]; then pid=$SL_PID; args=(--port "$HP" --channel b2); else pid=$PEER_PID; args=(--port "$NP" --plain 1); fi
-    base=$(rss_kb "$pid")
     taskset -c 1 "$work/fanout" "${args[@]}" --subs "$n" --idle 1 >"$work/idle.out" &
     GEN_PID=$!
     for _ in $(seq 600); do
@@ -95,7 +97,7 @@ for n in $IDLE; do
     now=$(rss_kb "$pid")
     kill "$GEN_PID"; wait "$GEN_PID" 2>/dev/null || true; GEN_PID=
     sleep 3
-    grown=$((now - base))
+    grown=$((now - base[$target]))
     row="$row | $((grown / 1024)) MiB | $(awk -v g="$grown" -v n="$n" 'BEGIN {printf "%.2f KiB", g / n}')"
   done
   echo "$row |"
