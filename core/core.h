@@ -226,7 +226,9 @@ extern const char sl_room_emit_lua[];
 /* Room events (api.md WebSocket): appends event to the channel's history stream (capped),
  * updates the state snapshot for pin/unpin/sale events and publishes it on
  * silklive:room:<channel> with its history id, in one script. event gets "ts_ms" when it has
- * none; the published text starts with "id". cb may be NULL. SL_OK or SL_ERR (not connected). */
+ * none, and pin/unpin/sale events get "pdt_ms" (the program-date-time of the live picture at
+ * ts_ms) while the channel is live; the published text starts with "id". cb may be NULL.
+ * SL_OK: cb is called once. SL_ERR: not connected, cb never called. */
 int sl_room_emit(sl_server *srv, const char *channel, json_t *event, sl_redis_cb cb, void *user);
 
 /* ---- server and modules ---- */

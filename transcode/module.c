@@ -52,6 +52,8 @@ struct transcode_stream {
     char video_codec[24], audio_codec[24];
     gboolean saw_video, closed;
     int64_t last_key_ms;
+    gboolean has_edge;
+    int64_t edge_ts_ms, edge_wall_ms; /* the newest frame pushed, and when it arrived */
 };
 
 static struct transcode *transcode_of(sl_server *srv)
@@ -116,8 +118,15 @@ static json_t *live_doc(struct hls_channel *ch)
 {
     json_t *rendition = json_pack("{s:s, s:i, s:i, s:I}", "name", RENDITION, "width", ch->width,
                                   "height", ch->height, "bandwidth", (json_int_t)ch->bandwidth);
-    return json_pack("{s:I, s:[o], s:s}", "started_at_ms", (json_int_t)ch->started_at_ms,
-                     "renditions", rendition, "node", sl_server_node_id(ch->tc->srv));
+    json_t *doc = json_pack("{s:I, s:[o], s:s}", "started_at_ms", (json_int_t)ch->started_at_ms,
+                            "renditions", rendition, "node", sl_server_node_id(ch->tc->srv));
+    /* PDT of the live edge minus the wall clock: an action at wall time T happened at PDT
+     * T + offset in the picture (api.md pdt_ms). Refreshed with the lease. */
+    transcode_stream *s = ch->stream;
+    if (s && s->has_edge)
+        json_object_set_new(doc, "pdt_offset_ms",
+                            json_integer(s->wall0_ms + s->edge_ts_ms - s->edge_wall_ms));
+    return doc;
 }
 
 static void live_store(struct hls_channel *ch)
@@ -406,6 +415,9 @@ void transcode_stream_push(transcode_stream *s, uint8_t type, uint32_t ts_ms, co
     }
     gboolean config = data[1] == 0;
     gboolean keyframe = type == 9 && (data[0] >> 4) == 1 && !config;
+    s->has_edge = TRUE;
+    s->edge_ts_ms = ts_ms;
+    s->edge_wall_ms = sl_now_ms();
     if (config) note_codec(s, type, data, len);
     if (type == 9) s->saw_video = TRUE;
     if (keyframe) {

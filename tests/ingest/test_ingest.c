@@ -231,6 +231,48 @@ static int64_t metric(const char *series)
 
 /* ---- tests ---- */
 
+/* A product pinned while live: the pin event carries pdt_ms, the program-date-time of the
+ * picture at that moment, on the playlist's timeline (after its first segment began, no later
+ * than the wall clock, and within a few seconds of it: the encoder runs in real time). */
+static void check_pin_pdt(void)
+{
+    char *consul = harness_token(SECRET, SL_ROLE_CONSUL, "c1", "CL");
+    ck_assert_int_eq(harness_api(sl.port, "POST", "/api/v1/pavilions/CL/products", consul, NULL,
+                                 "{\"sku\":\"p1\",\"title\":{\"en\":\"Wine\"},"
+                                 "\"price\":{\"amount_minor\":100,\"currency\":\"CLP\"},"
+                                 "\"price_cny_fen\":100,\"stock_location\":\"overseas\"}",
+                                 NULL),
+                     201);
+    char *p = playlist();
+    ck_assert_ptr_nonnull(p);
+    int64_t first = first_pdt_ms(p);
+    g_free(p);
+    int64_t before = sl_now_ms();
+    ck_assert_int_eq(harness_api(sl.port, "POST", "/api/v1/channels/ch1/pin", consul, NULL,
+                                 "{\"sku\":\"p1\"}", NULL),
+                     200);
+    json_t *pin = NULL;
+    for (int i = 0; i < 20 && pin == NULL; i++) {
+        char *h = harness_redis_cmd(redis.port, "XREVRANGE sl:{room:ch1}:history + - COUNT 1");
+        const char *j = h ? strchr(h, '{') : NULL;
+        json_t *ev = j ? json_loads(j, 0, NULL) : NULL;
+        if (ev && g_strcmp0(json_string_value(json_object_get(ev, "type")), "pin") == 0)
+            pin = ev;
+        else
+            json_decref(ev), g_usleep(100000);
+        g_free(h);
+    }
+    ck_assert_msg(pin != NULL, "no pin event");
+    json_t *pdt = json_object_get(pin, "pdt_ms");
+    ck_assert_msg(json_is_integer(pdt), "the pin event of a live channel has no pdt_ms");
+    int64_t v = json_integer_value(pdt), ts = json_integer_value(json_object_get(pin, "ts_ms"));
+    ck_assert_int_ge(v, first);
+    ck_assert_int_le(v, ts + 500);
+    ck_assert_int_ge(v, before - 5000);
+    json_decref(pin);
+    g_free(consul);
+}
+
 START_TEST(ffmpeg_goes_live)
 {
     GPid enc = ffmpeg_publish(stream_key, 9);
@@ -288,6 +330,7 @@ START_TEST(ffmpeg_goes_live)
     json_decref(c);
     ck_assert(history_has("publish"));
     ck_assert_int_eq(metric("silklive_rtmp_publishers"), 1);
+    check_pin_pdt();
 
     /* the encoder stops: after the grace period the playlist ends and the channel is offline */
     ck_assert_int_eq(wait_exit(enc, 20), 0);
