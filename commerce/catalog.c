@@ -197,13 +197,18 @@ static void product_get(sl_http_req *req, void *user)
 
 /* ---- channels ---- */
 
+char *cm_ws_url(const struct commerce *cm)
+{
+    return g_str_has_prefix(cm->public_url, "https://")
+               ? g_strdup_printf("wss://%s/ws", cm->public_url + 8)
+               : g_strdup_printf("ws://%s/ws", cm->public_url + strlen("http://"));
+}
+
 static json_t *channel_urls(struct commerce *cm, json_t *doc)
 {
     const char *id = json_string_value(json_object_get(doc, "id"));
     json_object_set_new(doc, "hls_url", json_sprintf("%s/hls/%s/master.m3u8", cm->public_url, id));
-    char *ws = g_str_has_prefix(cm->public_url, "https://")
-                   ? g_strdup_printf("wss://%s/ws", cm->public_url + 8)
-                   : g_strdup_printf("ws://%s/ws", cm->public_url + strlen("http://"));
+    char *ws = cm_ws_url(cm);
     json_object_set_new(doc, "ws_url", json_string(ws));
     g_free(ws);
     return doc;

@@ -333,20 +333,24 @@ static void demo_print(struct demo *d)
     g_strlcpy(consul.name, "Demo consul (Chile)", sizeof consul.name);
     g_strlcpy(consul.pav, "CL", sizeof consul.pav);
     char *tok = sl_token_sign(cfg->secret, &consul);
+    char *ws = cm_ws_url(d->cm);
     /* The viewer page and console come with the web client; until then, the API. */
     printf("\nsilklive demo: pavilion CL (Chile), channel cl-wine, 3 products%s\n"
            "  channel:      %s/api/v1/channels/cl-wine\n"
            "  its sales:    %s/api/v1/channels/cl-wine/sales\n"
+           "  chat:         %s (subprotocol silklive.v1), send {\"type\":\"join\",\"channel\":"
+           "\"cl-wine\"}\n"
            "  stream key:   %s\n"
            "  go live:      ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i "
            "sine=frequency=440 -c:v libx264 -preset veryfast -g 60 -c:a aac -f flv %s/%s\n"
            "  consul token: %s\n"
            "  more tokens:  silklive token --role viewer --sub alice --data-dir %s\n\n",
            d->sale_id ? ", a flash sale starting in 2 minutes" : "", d->cm->public_url,
-           d->cm->public_url, d->stream_key ? d->stream_key : "?", d->cm->public_rtmp_url,
+           d->cm->public_url, ws, d->stream_key ? d->stream_key : "?", d->cm->public_rtmp_url,
            d->stream_key ? d->stream_key : "<stream key>", tok, cfg->data_dir);
     fflush(stdout);
     g_free(tok);
+    g_free(ws);
 }
 
 static void demo_next(struct demo *d)
