@@ -16,3 +16,35 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # utime + stime of a process, in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# The commerce benchmarks' set-up: Redis on core 1 (the given redis-server arguments added to a
+# plain one) and silklive --modules commerce on core 0, both stopped at exit; pavilion CL,
+# channel b1 and product p1 (100 fen) seeded. Sets work, RP, HP, RD_PID, SL_PID, SECRET, ADMIN
+# and CONSUL, and defines tok (mint a token) and api (METHOD PATH TOKEN BODY).
+commerce_bench_up() {
+  work=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
+  trap commerce_bench_down EXIT
+  RP=$(free_port); HP=$(free_port)
+  taskset -c 1 redis-server --port "$RP" --bind 127.0.0.1 --save '' --dir "$work" \
+    --daemonize no "$@" >/dev/null &
+  RD_PID=$!
+  until redis-cli -p "$RP" ping >/dev/null 2>&1; do sleep 0.05; done
+  SECRET=bench-secret
+  taskset -c 0 build/silklive serve --listen "127.0.0.1:$HP" --data-dir "$work/data" \
+    --media-dir "$work/media" --redis "redis://127.0.0.1:$RP" --secret "$SECRET" \
+    --modules commerce --log-level warning &
+  SL_PID=$!
+  until curl -sf "http://127.0.0.1:$HP/readyz" >/dev/null; do sleep 0.1; done
+  tok() { build/silklive token --secret "$SECRET" "$@"; }
+  api() { curl -sf -X "$1" "http://127.0.0.1:$HP$2" -H "Authorization: Bearer $3" -d "$4"; }
+  ADMIN=$(tok --role admin --sub root); CONSUL=$(tok --role consul --sub c1 --pavilion CL)
+  api POST /api/v1/pavilions "$ADMIN" '{"code":"CL","name":{"en":"Chile"},"currency":"CLP"}' >/dev/null
+  api POST /api/v1/pavilions/CL/channels "$CONSUL" '{"id":"b1","title":{"en":"bench"}}' >/dev/null
+  api POST /api/v1/pavilions/CL/products "$CONSUL" '{"sku":"p1","title":{"en":"x"},"price":{"amount_minor":100,"currency":"CLP"},"price_cny_fen":100,"stock_location":"overseas"}' >/dev/null
+}
+
+commerce_bench_down() {
+  [[ -n "${SL_PID:-}" ]] && kill "$SL_PID" 2>/dev/null && wait "$SL_PID" 2>/dev/null
+  [[ -n "${RD_PID:-}" ]] && kill "$RD_PID" 2>/dev/null
+  rm -rf "$work"
+}

@@ -16,30 +16,7 @@ N=${2:-150000}
 source bench/lib.sh
 bench_need wrk redis-tools redis-server
 bash deploy/setup.sh >/dev/null
-work=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
-cleanup() {
-  [[ -n "${SL_PID:-}" ]] && kill "$SL_PID" 2>/dev/null && wait "$SL_PID" 2>/dev/null
-  [[ -n "${RD_PID:-}" ]] && kill "$RD_PID" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-RP=$(free_port); HP=$(free_port)
-taskset -c 1 redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly yes \
-  --appendfsync always --dir "$work" --daemonize no >/dev/null &
-RD_PID=$!
-until redis-cli -p "$RP" ping >/dev/null 2>&1; do sleep 0.05; done
-SECRET=bench-secret
-taskset -c 0 build/silklive serve --listen "127.0.0.1:$HP" --data-dir "$work/data" \
-  --media-dir "$work/media" --redis "redis://127.0.0.1:$RP" --secret "$SECRET" --modules commerce \
-  --log-level warning &
-SL_PID=$!
-until curl -sf "http://127.0.0.1:$HP/readyz" >/dev/null; do sleep 0.1; done
-tok() { build/silklive token --secret "$SECRET" "$@"; }
-ADMIN=$(tok --role admin --sub root); CONSUL=$(tok --role consul --sub c1 --pavilion CL)
-api() { curl -sf -X "$1" "http://127.0.0.1:$HP$2" -H "Authorization: Bearer $3" -d "$4"; }
-api POST /api/v1/pavilions "$ADMIN" '{"code":"CL","name":{"en":"Chile"},"currency":"CLP"}' >/dev/null
-api POST /api/v1/pavilions/CL/channels "$CONSUL" '{"id":"b1","title":{"en":"bench"}}' >/dev/null
-api POST /api/v1/pavilions/CL/products "$CONSUL" '{"sku":"p1","title":{"en":"x"},"price":{"amount_minor":100,"currency":"CLP"},"price_cny_fen":100,"stock_location":"overseas"}' >/dev/null
+commerce_bench_up --appendonly yes --appendfsync always
 per_user=$((2 * N / 10000 + 10))
 SALE=$(api POST /api/v1/sales "$CONSUL" "{\"channel\":\"b1\",\"sku\":\"p1\",\"quantity\":$((2 * N + 1000)),\"per_user_limit\":$per_user,\"hold_ttl_s\":3600}" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
