@@ -70,13 +70,34 @@ static void create_doc(struct cm_ctx *c, const char *doc_key, const char *parent
 
 /* ---- lists: an index (sorted set) and the documents it names ---- */
 
+/* Channel items also carry `live`, `started_at_ms` and `viewers` (an extension), read in the
+ * same MGET, so a channel directory needs no request per channel. */
+static gboolean list_is_channels(const struct cm_ctx *c)
+{
+    return strcmp(c->doc_fmt, KEY_CHAN) == 0;
+}
+
 static void list_docs(struct cm_ctx *c, redisReply *r)
 {
+    size_t per = list_is_channels(c) ? 3 : 1, n = r->elements / per;
     json_t *items = json_array();
-    for (size_t i = 0; i < r->elements; i++) {
+    for (size_t i = 0; i < n; i++) {
         json_t *d = cm_doc(r->element[i]);
         if (d == NULL) continue; /* removed between the two reads */
         json_object_del(d, "stream_key");
+        if (per == 3) {
+            json_t *live = cm_doc(r->element[n + i]);
+            redisReply *v = r->element[2 * n + i];
+            json_object_set_new(d, "live", json_boolean(live != NULL));
+            json_object_set_new(d, "started_at_ms",
+                                live ? json_incref(json_object_get(live, "started_at_ms"))
+                                     : json_null());
+            json_object_set_new(d, "viewers",
+                                json_integer(v->type == REDIS_REPLY_STRING
+                                                 ? g_ascii_strtoll(v->str, NULL, 10)
+                                                 : 0));
+            json_decref(live);
+        }
         json_array_append_new(items, d);
     }
     cm_reply(c, 200, json_pack("{s:o}", c->id2, items));
@@ -92,6 +113,12 @@ static void list_index(struct cm_ctx *c, redisReply *r)
     g_ptr_array_add(argv, g_strdup("MGET"));
     for (size_t i = 0; i < r->elements; i++)
         g_ptr_array_add(argv, g_strdup_printf(c->doc_fmt, r->element[i]->str));
+    if (list_is_channels(c)) {
+        for (size_t i = 0; i < r->elements; i++)
+            g_ptr_array_add(argv, g_strdup_printf(SL_KEY_CHAN_LIVE, r->element[i]->str));
+        for (size_t i = 0; i < r->elements; i++)
+            g_ptr_array_add(argv, g_strdup_printf(SL_KEY_CHAN_VIEWERS, r->element[i]->str));
+    }
     cm_cmd_argv(c, list_docs, argv);
     g_ptr_array_unref(argv);
 }
@@ -169,15 +196,22 @@ static void product_create(sl_http_req *req, void *user)
     g_free(index);
 }
 
-static void product_list_checked(struct cm_ctx *c, redisReply *r)
+/* A pavilion's products or channels: 404 for an unknown pavilion, not an empty list. */
+static void pavilion_children(struct cm_ctx *c, redisReply *r, const char *index_fmt,
+                              const char *doc_fmt, const char *wrapper)
 {
     if (r->integer == 0) {
         cm_error(c, 404, "not_found", "no pavilion %s", c->id);
         return;
     }
-    char *index = cm_key(KEY_PAV_PRODUCTS, c->id);
-    list(c, index, KEY_PRODUCT, "products");
+    char *index = cm_key(index_fmt, c->id);
+    list(c, index, doc_fmt, wrapper);
     g_free(index);
+}
+
+static void product_list_checked(struct cm_ctx *c, redisReply *r)
+{
+    pavilion_children(c, r, KEY_PAV_PRODUCTS, KEY_PRODUCT, "products");
 }
 
 static void product_list(sl_http_req *req, void *user)
@@ -185,6 +219,19 @@ static void product_list(sl_http_req *req, void *user)
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "code")) return;
     cm_cmd(c, product_list_checked, "EXISTS " KEY_PAV, c->id);
+}
+
+static void pavilion_channels_checked(struct cm_ctx *c, redisReply *r)
+{
+    pavilion_children(c, r, KEY_PAV_CHANS, KEY_CHAN, "channels");
+}
+
+/* Extension: the console lists its pavilion's channels. */
+static void pavilion_channels(sl_http_req *req, void *user)
+{
+    struct cm_ctx *c = cm_ctx_new(req, user);
+    if (!cm_path_id(c, "code")) return;
+    cm_cmd(c, pavilion_channels_checked, "EXISTS " KEY_PAV, c->id);
 }
 
 static void product_get(sl_http_req *req, void *user)
@@ -197,7 +244,7 @@ static void product_get(sl_http_req *req, void *user)
 
 /* ---- channels ---- */
 
-char *cm_ws_url(const struct commerce *cm)
+static char *channel_ws_url(const struct commerce *cm)
 {
     return g_str_has_prefix(cm->public_url, "https://")
                ? g_strdup_printf("wss://%s/ws", cm->public_url + 8)
@@ -208,7 +255,7 @@ static json_t *channel_urls(struct commerce *cm, json_t *doc)
 {
     const char *id = json_string_value(json_object_get(doc, "id"));
     json_object_set_new(doc, "hls_url", json_sprintf("%s/hls/%s/master.m3u8", cm->public_url, id));
-    char *ws = cm_ws_url(cm);
+    char *ws = channel_ws_url(cm);
     json_object_set_new(doc, "ws_url", json_string(ws));
     g_free(ws);
     return doc;
@@ -432,6 +479,7 @@ void cm_catalog_routes(struct commerce *cm)
     sl_http_route(srv, "GET", "/api/v1/pavilions", pavilion_list, cm);
     sl_http_route(srv, "GET", "/api/v1/pavilions/{code}", pavilion_get, cm);
     sl_http_route(srv, "POST", "/api/v1/pavilions/{code}/channels", channel_create, cm);
+    sl_http_route(srv, "GET", "/api/v1/pavilions/{code}/channels", pavilion_channels, cm);
     sl_http_route(srv, "POST", "/api/v1/pavilions/{code}/products", product_create, cm);
     sl_http_route(srv, "GET", "/api/v1/pavilions/{code}/products", product_list, cm);
     sl_http_route(srv, "GET", "/api/v1/products/{sku}", product_get, cm);

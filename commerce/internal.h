@@ -110,8 +110,6 @@ gboolean cm_valid_country(const char *code);
 
 /* ---- catalog.c ---- */
 void cm_catalog_routes(struct commerce *cm);
-/* The WebSocket URL viewers connect to (ws:// or wss:// of public_url + /ws); g_free. */
-char *cm_ws_url(const struct commerce *cm);
 /* Parse a stored JSON document from a bulk reply; NULL for nil or garbage. */
 json_t *cm_doc(redisReply *r);
 

@@ -301,11 +301,13 @@ static void demo_catalog(struct demo *d)
     for (size_t i = 0; i < G_N_ELEMENTS(products); i++) {
         char *pk = g_strdup_printf(KEY_PRODUCT, products[i].sku);
         demo_create(d, pk, "sl:{cat}:pav:CL", "sl:{cat}:pav:CL:products", NULL,
-                    json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i, s:s}, s:i, s:s, s:n, s:I}", "sku",
+                    json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i, s:s}, s:i, s:s, s:o, s:I}", "sku",
                               products[i].sku, "pavilion", "CL", "title", "en", products[i].en,
                               "zh", products[i].zh, "price", "amount_minor", products[i].clp,
                               "currency", "CLP", "price_cny_fen", products[i].fen, "stock_location",
-                              products[i].loc, "image_url", "created_at_ms", (json_int_t)now),
+                              products[i].loc, "image_url",
+                              json_sprintf("/img/demo/%s.svg", products[i].sku), "created_at_ms",
+                              (json_int_t)now),
                     products[i].sku, NULL, NULL);
         g_free(pk);
     }
@@ -325,32 +327,37 @@ static void demo_sale(struct demo *d)
     demo_send(d, "SADD " KEY_SALES_OPEN " %s", d->sale_id);
 }
 
+static char *demo_token(const struct sl_config *cfg, enum sl_role role, const char *sub,
+                        const char *name, const char *pav)
+{
+    struct sl_claims claims = {.role = role, .exp = sl_now_ms() / 1000 + 7 * 86400};
+    g_strlcpy(claims.sub, sub, sizeof claims.sub);
+    g_strlcpy(claims.name, name, sizeof claims.name);
+    g_strlcpy(claims.pav, pav, sizeof claims.pav);
+    return sl_token_sign(cfg->secret, &claims);
+}
+
 static void demo_print(struct demo *d)
 {
     const struct sl_config *cfg = sl_server_config(d->cm->srv);
-    struct sl_claims consul = {.role = SL_ROLE_CONSUL, .exp = sl_now_ms() / 1000 + 7 * 86400};
-    g_strlcpy(consul.sub, "demo-consul", sizeof consul.sub);
-    g_strlcpy(consul.name, "Demo consul (Chile)", sizeof consul.name);
-    g_strlcpy(consul.pav, "CL", sizeof consul.pav);
-    char *tok = sl_token_sign(cfg->secret, &consul);
-    char *ws = cm_ws_url(d->cm);
-    /* The viewer page and console come with the web client; until then, the API. */
+    char *consul = demo_token(cfg, SL_ROLE_CONSUL, "demo-consul", "Demo consul (Chile)", "CL");
+    char *viewer = demo_token(cfg, SL_ROLE_VIEWER, "demo-viewer", "Demo viewer", "");
+    const char *url = d->cm->public_url;
     printf("\nsilklive demo: pavilion CL (Chile), channel cl-wine, 3 products%s\n"
-           "  channel:      %s/api/v1/channels/cl-wine\n"
-           "  its sales:    %s/api/v1/channels/cl-wine/sales\n"
-           "  chat:         %s (subprotocol silklive.v1), send {\"type\":\"join\",\"channel\":"
-           "\"cl-wine\"}\n"
-           "  stream key:   %s\n"
-           "  go live:      ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i "
+           "  watch:          %s/c/cl-wine\n"
+           "  watch, signed in to chat and buy:\n"
+           "                  %s/c/cl-wine#token=%s\n"
+           "  consul console: %s/console#token=%s\n"
+           "  go live:        ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i "
            "sine=frequency=440 -c:v libx264 -preset veryfast -g 60 -c:a aac -f flv %s/%s\n"
-           "  consul token: %s\n"
-           "  more tokens:  silklive token --role viewer --sub alice --data-dir %s\n\n",
-           d->sale_id ? ", a flash sale starting in 2 minutes" : "", d->cm->public_url,
-           d->cm->public_url, ws, d->stream_key ? d->stream_key : "?", d->cm->public_rtmp_url,
-           d->stream_key ? d->stream_key : "<stream key>", tok, cfg->data_dir);
+           "  the API:        %s/api/v1/channels/cl-wine\n"
+           "  more tokens:    silklive token --role viewer --sub alice --data-dir %s\n\n",
+           d->sale_id ? ", a flash sale starting in 2 minutes" : "", url, url, viewer, url, consul,
+           d->cm->public_rtmp_url, d->stream_key ? d->stream_key : "<stream key>", url,
+           cfg->data_dir);
     fflush(stdout);
-    g_free(tok);
-    g_free(ws);
+    g_free(consul);
+    g_free(viewer);
 }
 
 static void demo_next(struct demo *d)

@@ -319,6 +319,15 @@ static const char *static_cache_control(const char *path, gboolean media)
     return "public, max-age=31536000, immutable"; /* segments never change once listed */
 }
 
+/* The web client's pages live at readable URLs; each is one HTML file that reads the rest of its
+ * path itself (the channel id of /c/{id}). Everything else under / is a file of the client. */
+static const char *web_page(const char *path)
+{
+    if (strcmp(path, "/") == 0 || g_str_has_prefix(path, "/c/")) return "index.html";
+    if (strcmp(path, "/console") == 0 || strcmp(path, "/console/") == 0) return "console.html";
+    return path + 1;
+}
+
 /* Returns the lws callback result: 0 to go on, -1 to close. Replies via req when not serving. */
 static int static_serve(sl_http_req *req, struct lws *wsi)
 {
@@ -330,8 +339,7 @@ static int static_serve(sl_http_req *req, struct lws *wsi)
         media = TRUE;
     } else {
         root = server_web_root(req->srv);
-        rel = req->path + 1;
-        if (*rel == '\0') rel = "index.html";
+        rel = web_page(req->path);
     }
     char *file = NULL;
     int rc = root ? sl_static_resolve(root, rel, strlen(rel), &file) : SL_ERR;

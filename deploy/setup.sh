@@ -20,6 +20,12 @@ if [[ "${1:-}" == "--test" ]]; then
   PACKAGES+=(check clang libclang-rt-14-dev clang-format
     ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 fi
+# The web client's front-end packages come from npm (Node.js and npm from Debian if absent).
+# The browser tests drive Debian's Chromium with playwright-core; Noto CJK renders the zh text.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+if [[ "${1:-}" == "--test" ]]; then
+  PACKAGES+=(chromium fonts-noto-cjk)
+fi
 # The ingest benchmark's peer: nginx with Debian's RTMP module.
 if [[ "${1:-}" == "--bench" ]]; then
   PACKAGES+=(ffmpeg nginx-light libnginx-mod-rtmp)
@@ -36,6 +42,23 @@ if ((${#missing[@]})); then
   "${SUDO[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+fi
+
+# Vendor the front-end packages into the served files (no build step at run time): ES module
+# builds of hls.js and uPlot, with their licences. Redone only when the lock file changes.
+vendor=web/public/vendor
+if [[ ! -f $vendor/.lock || web/package-lock.json -nt $vendor/.lock ]]; then
+  echo "setup: vendoring the web client's npm packages"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  rm -rf "$vendor" && mkdir -p "$vendor"
+  cp web/node_modules/hls.js/dist/hls.min.mjs "$vendor/"
+  cp web/node_modules/hls.js/LICENSE "$vendor/LICENSE.hls.js"
+  cp web/node_modules/uplot/dist/uPlot.esm.js web/node_modules/uplot/dist/uPlot.min.css "$vendor/"
+  cp web/node_modules/uplot/LICENSE "$vendor/LICENSE.uplot"
+  cp web/package-lock.json "$vendor/.lock"
+fi
+if [[ "${1:-}" == "--test" && ( ! -d tests/web/node_modules || tests/web/package-lock.json -nt tests/web/node_modules ) ]]; then
+  (cd tests/web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules)
 fi
 
 # Debian's redis-server package starts a system-wide Redis; silklive does not need it (its

@@ -12,7 +12,13 @@ end
 local st, ev = transition(inv, now)
 sweep(inv, res, exp, userh, now, tonumber(ARGV[5]))
 local function refuse(code) local s = snapshot(inv); s[#s + 1] = ev; return {code, '', '', unpack(s)} end
-if st ~= 'active' then return refuse('sale_not_active') end
+if st ~= 'active' then
+  -- a sale that ended by selling out tells a late buyer so, not that it is merely over
+  if st == 'ended' and num(redis.call('HGET', inv, 'sold')) >= num(redis.call('HGET', inv, 'quantity')) then
+    return refuse('sold_out')
+  end
+  return refuse('sale_not_active')
+end
 local limit = num(redis.call('HGET', inv, 'per_user_limit'))
 if qty < 1 or qty > limit then return refuse('bad_qty') end
 local amount = num(redis.call('HGET', inv, 'price_cny_fen')) * qty

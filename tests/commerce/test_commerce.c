@@ -413,6 +413,11 @@ START_TEST(sold_out_ends_the_sale)
     ck_assert_str_eq(json_string_value(json_object_get(s, "state")), "ended");
     ck_assert_int_eq(num(s, "sold"), 2);
     json_decref(s);
+    /* a late buyer hears that it sold out, not only that the sale is over */
+    json_t *late = NULL;
+    ck_assert_int_eq(reserve(sale, "s3", "k", 1, &late), 409);
+    ck_assert_str_eq(error_code(late), "sold_out");
+    json_decref(late);
     char *tok = token(SL_ROLE_VIEWER, "s1", NULL);
     json_t *mine = NULL;
     ck_assert_int_eq(api("GET", "/api/v1/me/orders", tok, NULL, NULL, &mine), 200);
