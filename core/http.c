@@ -332,10 +332,19 @@ static const char *web_page(const char *path)
 static int static_serve(sl_http_req *req, struct lws *wsi)
 {
     const char *root = NULL, *rel = NULL;
+    char *vod = NULL;
     gboolean media = FALSE;
     if (g_str_has_prefix(req->path, "/hls/")) {
         root = server_media_root(req->srv);
         rel = req->path + 5;
+        media = TRUE;
+    } else if (g_str_has_prefix(req->path, "/vod/")) {
+        /* /vod/{channel}/{broadcast}/... is the recording kept beside the channel's live media:
+         * <media>/{channel}/vod/{broadcast}/... */
+        const char *ch = req->path + 5, *slash = strchr(ch, '/');
+        root = server_media_root(req->srv);
+        vod = slash ? g_strdup_printf("%.*s/vod%s", (int)(slash - ch), ch, slash) : g_strdup("");
+        rel = vod;
         media = TRUE;
     } else {
         root = server_web_root(req->srv);
@@ -343,6 +352,8 @@ static int static_serve(sl_http_req *req, struct lws *wsi)
     }
     char *file = NULL;
     int rc = root ? sl_static_resolve(root, rel, strlen(rel), &file) : SL_ERR;
+    g_free(vod);
+    rel = NULL;
     if (rc == SL_EPROTO) {
         sl_http_reply_error(req, 400, "bad_request", "invalid path");
         return 0;

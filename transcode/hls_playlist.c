@@ -1,5 +1,6 @@
-/* hls_playlist: a live HLS media playlist (RFC 8216): a sliding window of segments with
- * program-date-time on each, discontinuities across reconnects, and the end marker. */
+/* hls_playlist: an HLS media playlist (RFC 8216): a live sliding window of segments, or a
+ * broadcast's whole recording, with program-date-time on each, discontinuities across
+ * reconnects and rebuilt pipelines, and the end marker. */
 #include "internal.h"
 
 #include <math.h>
@@ -10,7 +11,8 @@ void hls_playlist_init(struct hls_playlist *p, int window, int target_s)
     memset(p, 0, sizeof *p);
     g_queue_init(&p->segments);
     g_queue_init(&p->retired);
-    p->window = MAX(window, 3);
+    p->recording = window <= 0;
+    p->window = p->recording ? G_MAXINT : MAX(window, 3);
     p->target_s = MAX(target_s, 1);
 }
 
@@ -89,6 +91,10 @@ GString *hls_playlist_render(const struct hls_playlist *p)
                            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:%d\n"
                            "#EXT-X-MEDIA-SEQUENCE:%" G_GINT64_FORMAT "\n",
                            p->target_s, p->media_seq);
+    /* a recording only grows (EVENT) and, once ended, is a VOD a player may seek all of */
+    if (p->recording)
+        g_string_append(out,
+                        p->ended ? "#EXT-X-PLAYLIST-TYPE:VOD\n" : "#EXT-X-PLAYLIST-TYPE:EVENT\n");
     if (p->disc_seq > 0)
         g_string_append_printf(out, "#EXT-X-DISCONTINUITY-SEQUENCE:%" G_GINT64_FORMAT "\n",
                                p->disc_seq);

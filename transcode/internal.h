@@ -25,8 +25,10 @@ struct hls_playlist {
     int64_t disc_seq;      /* EXT-X-DISCONTINUITY-SEQUENCE */
     gboolean pending_disc; /* the next segment starts after a discontinuity */
     gboolean ended;
+    gboolean recording; /* every segment stays listed: EVENT while live, VOD once ended */
 };
 
+/* window <= 0: a recording. */
 void hls_playlist_init(struct hls_playlist *p, int window, int target_s);
 void hls_playlist_clear(struct hls_playlist *p);
 /* Append a finished segment. Returns the uri of a segment now old enough to delete (caller
@@ -42,35 +44,108 @@ GString *hls_playlist_render(const struct hls_playlist *p);
 /* Write text to path atomically (temp file + rename), so players never read half a playlist. */
 int hls_write_atomic(const char *path, const char *text, size_t len, GError **err);
 
-/* ---- remux pipeline (pipeline.c) ---- */
+/* ---- pipeline (pipeline.c) ---- */
 
 typedef struct remux remux;
 
+#define REMUX_SOURCE      "source" /* output 0: the publisher's own H.264, remuxed */
+#define REMUX_MAX_OUTPUTS 8
+
+/* A rung of the ladder: a rendition transcoded from the source. */
+struct remux_rung {
+    char name[16]; /* "720p": also the directory and the playlist's name */
+    int width, height, kbps;
+};
+
+struct remux_config {
+    const char *dir;    /* the channel's media dir; output N writes <dir>/<name>/ */
+    const char *prefix; /* segment file prefix, unique per pipeline */
+    int64_t first_index, segment_ns;
+    const struct remux_rung *rungs; /* transcoded outputs 1..n_rungs */
+    int n_rungs;
+    const char *preset;         /* x264 speed preset */
+    int64_t poster_interval_ns; /* <dir>/poster.jpg from a keyframe this often; 0: none */
+};
+
 struct remux_segment {
+    int output;
     char *location;           /* owned */
-    int64_t start_ns, end_ns; /* running time */
+    int64_t start_ns, end_ns; /* running time; the same instants in every output */
+};
+
+struct remux_output_info {
+    char name[16];
+    int width, height, kbps; /* size from the output's own caps, 0 until known */
+    char profile[24], level[8];
+    int fps_n, fps_d; /* the source's frame rate */
 };
 
 struct remux_events {
     /* on the loop: a segment file is complete (the struct is borrowed) */
     void (*segment)(remux *r, const struct remux_segment *seg, void *user);
-    /* on the loop: the pipeline ended (after EOS) or failed (error set) */
+    /* on the loop: every output ended (after EOS) or the pipeline failed (error set) */
     void (*done)(remux *r, const char *error, void *user);
 };
 
-/* appsrc (FLV) → flvdemux → h264parse/aacparse → mpegtsmux → multifilesink writing
- * <dir>/<prefix>_<index>.ts from first_index, cutting at keyframes after segment_ns.
- * NULL with *err when an element is missing. */
-remux *remux_new(const char *dir, const char *prefix, int64_t first_index, int64_t segment_ns,
-                 const struct remux_events *ev, void *user, GError **err);
+/* SL_OK when every element the pipeline needs is installed, else SL_ERR naming the package. */
+int remux_check(gboolean ladder, gboolean poster, GError **err);
+/* appsrc (FLV) → flvdemux → h264parse/aacparse → per output mpegtsmux → appsink writing
+ * <dir>/<output>/<prefix>_<index>.ts from first_index, cutting at keyframes after segment_ns;
+ * rungs through avdec_h264 → videoscale → x264enc. NULL with *err when an element is missing. */
+remux *remux_new(const struct remux_config *cfg, const struct remux_events *ev, void *user,
+                 GError **err);
 /* Push one FLV tag (type 8 audio, 9 video). SL_OK, SL_ELIMIT when the pipeline is behind and
  * the tag was dropped, SL_ERR when the pipeline is gone. */
 int remux_push(remux *r, uint8_t type, uint32_t ts_ms, const uint8_t *data, size_t len);
-/* End of stream: the last segment is finished, then done() is called. */
+/* End of stream: the last segments are finished, then done() is called. */
 void remux_finish(remux *r);
 /* Stop at once (shutdown); no more callbacks. */
 void remux_free(remux *r);
-/* Video size from the parser's caps, 0 until known. */
-void remux_video_size(const remux *r, int *width, int *height);
+int remux_outputs(const remux *r);
+void remux_output_info(remux *r, int output, struct remux_output_info *info);
+/* Raw frames the rungs' encoders could not take since the last call (they were dropped). */
+int remux_take_overruns(remux *r);
+
+/* ---- ladder (ladder.c) ---- */
+
+/* Parse "720p:2500,480p:1200,360p:700" (height p : kbps). FALSE with *err naming the bad part. */
+gboolean ladder_parse(const char *spec, GArray *rungs, GError **err);
+/* The rungs of `ladder` (struct remux_rung) that fit a source of width x height: at most its
+ * height, the width keeping its aspect, rounded to even. Returns how many were written. */
+int ladder_fit(const GArray *ladder, int width, int height, struct remux_rung *out, int max);
+/* Width and height from an FLV AVC sequence header (AVCDecoderConfigurationRecord), cropping
+ * applied. FALSE when it holds no parsable SPS. */
+gboolean ladder_source_size(const uint8_t *record, size_t len, int *width, int *height);
+
+/* ---- highlight clips (highlight.c) ---- */
+
+struct highlight_input {
+    char *path;     /* owned; a recorded segment */
+    int64_t pdt_ms; /* program-date-time of its first frame */
+};
+
+/* Remux the part [start_pdt, end_pdt] of the segments (in order) into one MP4 at path, from the
+ * keyframe at or before start_pdt; clip_start and clip_end tell what the clip covers. SL_ERR with
+ * *err (g_free) on failure. Blocking: call it on a worker thread. */
+int highlight_cut(GPtrArray *inputs, int64_t start_pdt, int64_t end_pdt, const char *path,
+                  int64_t *clip_start, int64_t *clip_end, char **err);
+
+/* ---- recording and highlights of a broadcast (record.c) ---- */
+
+struct recording;
+/* A broadcast began: its recording goes to <channel_dir>/vod/<started_at_ms>/, it is listed in
+ * Redis, and the room's pin/unpin events are followed for highlight clips. */
+struct recording *recording_start(sl_server *srv, const char *channel, const char *channel_dir,
+                                  int64_t started_at_ms, int target_s);
+/* A source segment was listed: keep it (hard link) in the recording. */
+void recording_segment(struct recording *rec, const char *path, double duration, int64_t pdt_ms,
+                       gboolean discontinuity);
+/* The broadcast ended (NULL: nothing). The VOD playlist is closed, an open pin becomes a clip;
+ * the recording frees itself once its clips are cut. */
+void recording_end(struct recording *rec);
+/* GET /api/v1/channels/{id}/broadcasts and .../highlights; the pool that cuts clips. */
+void record_routes(sl_server *srv);
+/* Wait for the clips being cut and announce them (at stop, while Redis is still connected). */
+void record_shutdown(void);
 
 #endif

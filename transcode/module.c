@@ -1,5 +1,7 @@
-/* transcode module: per channel, the HLS playlists on disk, the live state in Redis and the
- * stream events on the room, across publish sessions (reconnect grace, end, retention). */
+/* transcode module: per channel, the renditions' HLS playlists on disk (the source and the
+ * ladder's rungs), the broadcast's recording, the live state in Redis and the stream events on
+ * the room, across publish sessions (reconnect grace, end, retention) and rebuilt pipelines
+ * (failures, shedding rungs under overload and restoring them). */
 #include "transcode.h"
 
 #include "internal.h"
@@ -10,50 +12,72 @@
 #include <gst/gst.h>
 #include <hiredis/hiredis.h>
 #include <string.h>
+#include <unistd.h>
 
-#define LIVE_LEASE_MS 30000 /* a node that dies leaves its channels live this long at most */
-#define LIVE_RENEW_S  10
-#define RENDITION     "source"
+#define LIVE_LEASE_MS  30000 /* a node that dies leaves its channels live this long at most */
+#define LIVE_RENEW_S   10
+#define DEFAULT_LADDER "720p:2500,480p:1200,360p:700"
+#define RESTORE_MIN_S  30 /* quiet this long before a shed rung comes back; doubles on relapse */
 
 enum { CH_IDLE, CH_LIVE, CH_GRACE, CH_ENDED };
 
 struct transcode {
     sl_server *srv;
-    int64_t segment_s, window, grace_s, retention_s;
+    int64_t segment_s, window, grace_s, retention_s, poster_s;
+    char *preset;         /* owned; x264 speed preset */
+    GArray *ladder;       /* struct remux_rung: [transcode] ladder */
+    GHashTable *ladders;  /* pavilion code -> GArray* of rungs: [ladder] <CODE> = ... */
     GHashTable *channels; /* id -> struct hls_channel (owned) */
-    sl_metric *m_live, *m_segments, *m_dropped, *m_unsupported, *m_failed;
+    sl_metric *m_live, *m_segments, *m_dropped, *m_unsupported, *m_failed, *m_shed, *m_restored;
+};
+
+/* One rendition of a channel: its directory, its live playlist and what the master says of it. */
+struct rendition {
+    char name[16];
+    char *dir; /* owned; <media>/<channel>/<name> */
+    struct hls_playlist playlist;
+    char last_prefix[32]; /* pipeline of the last listed segment: a new one is a discontinuity */
+    int width, height, fps_n, fps_d;
+    char *codecs;       /* owned */
+    int64_t peak_bps;   /* BANDWIDTH */
+    double bits, secs;  /* AVERAGE-BANDWIDTH */
+    gboolean in_master; /* listed by the master playlist */
+    gboolean current;   /* produced by the current pipeline */
 };
 
 struct hls_channel {
     struct transcode *tc;
-    char *id;         /* owned */
-    char *dir;        /* owned; <media>/<id> */
-    char *source_dir; /* owned; <dir>/source */
+    char *id;  /* owned */
+    char *dir; /* owned; <media>/<id> */
     int state;
-    struct hls_playlist playlist;
+    GPtrArray *rends;         /* struct rendition* (owned); [0] is the source */
     transcode_stream *stream; /* the publishing stream, or NULL */
-    GPtrArray *draining;      /* closed streams whose last segment is being written */
+    GPtrArray *draining;      /* closed streams whose last segments are being written */
     int64_t started_at_ms;
     gboolean listed; /* this session's first segment is out: the channel is live */
-    char *codecs;    /* owned; for the master playlist */
-    int width, height;
-    int64_t bandwidth; /* written into the master playlist */
     guint grace_timer, retention_timer, lease_timer;
     sl_metric *m_keyframe;
+    struct recording *rec; /* the broadcast being recorded, or NULL */
 };
 
 struct transcode_stream {
     struct hls_channel *ch;
-    remux *remux; /* owned; NULL after a failure until the next keyframe rebuilds it */
-    char *prefix; /* owned; segment file prefix, unique per pipeline */
+    remux *remux;       /* owned; NULL after a failure until the next keyframe rebuilds it */
+    GPtrArray *retired; /* remux* (owned) finishing their last segments after a switch */
+    char *prefix;       /* owned; segment file prefix, unique per pipeline */
     int rebuilds;
     int64_t wall0_ms;                /* wall clock at timestamp 0 */
     GBytes *avc_config, *aac_config; /* owned; replayed into a rebuilt pipeline */
     char video_codec[24], audio_codec[24];
+    char pavilion[8]; /* from the channel document, for a pavilion's own ladder */
     gboolean saw_video, closed;
     int64_t last_key_ms;
     gboolean has_edge;
     int64_t edge_ts_ms, edge_wall_ms; /* the newest frame pushed, and when it arrived */
+    /* overload: rungs shed from the top of the ladder, and when to try them again */
+    int shed, n_rungs, quiet_s, restore_after_s, since_restore_s;
+    gboolean rebuild; /* switch pipelines at the next keyframe */
+    guint load_timer;
 };
 
 static struct transcode *transcode_of(sl_server *srv)
@@ -61,26 +85,64 @@ static struct transcode *transcode_of(sl_server *srv)
     return sl_server_module_data(srv, SL_MODULE_TRANSCODE);
 }
 
-/* ---- files ---- */
+/* ---- renditions and files ---- */
 
+static struct rendition *rendition_get(struct hls_channel *ch, const char *name)
+{
+    for (guint i = 0; i < ch->rends->len; i++) {
+        struct rendition *r = ch->rends->pdata[i];
+        if (strcmp(r->name, name) == 0) return r;
+    }
+    struct rendition *r = g_new0(struct rendition, 1);
+    g_strlcpy(r->name, name, sizeof r->name);
+    r->dir = g_build_filename(ch->dir, name, NULL);
+    hls_playlist_init(&r->playlist, (int)ch->tc->window, (int)ch->tc->segment_s);
+    g_ptr_array_add(ch->rends, r);
+    return r;
+}
+
+static void rendition_free(gpointer data)
+{
+    struct rendition *r = data;
+    hls_playlist_clear(&r->playlist);
+    g_free(r->dir);
+    g_free(r->codecs);
+    g_free(r);
+}
+
+static gboolean media_file(const char *name)
+{
+    return g_str_has_suffix(name, ".ts") || g_str_has_suffix(name, ".m3u8") ||
+           g_str_has_suffix(name, ".tmp") || g_str_has_suffix(name, ".jpg") ||
+           strchr(name, '.') == NULL;
+}
+
+/* The live media of the channel: every rendition's segments and playlists, the master and the
+ * poster. Recordings (<channel>/vod/) stay. */
 static void remove_media(struct hls_channel *ch)
 {
-    GDir *d = g_dir_open(ch->source_dir, 0, NULL);
-    if (d) {
-        const char *name;
-        while ((name = g_dir_read_name(d))) {
-            if (!g_str_has_suffix(name, ".ts") && !g_str_has_suffix(name, ".m3u8") &&
-                !g_str_has_suffix(name, ".tmp") && strchr(name, '.') != NULL)
-                continue; /* not ours */
-            char *path = g_build_filename(ch->source_dir, name, NULL);
+    GDir *top = g_dir_open(ch->dir, 0, NULL);
+    if (top == NULL) return;
+    const char *entry;
+    while ((entry = g_dir_read_name(top))) {
+        char *path = g_build_filename(ch->dir, entry, NULL);
+        if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+            GDir *d = strcmp(entry, "vod") == 0 ? NULL : g_dir_open(path, 0, NULL);
+            const char *name;
+            while (d && (name = g_dir_read_name(d))) {
+                if (!media_file(name)) continue; /* not ours */
+                char *file = g_build_filename(path, name, NULL);
+                g_unlink(file);
+                g_free(file);
+            }
+            if (d) g_dir_close(d);
+            if (d) g_rmdir(path);
+        } else if (strcmp(entry, "master.m3u8") == 0 || strcmp(entry, "poster.jpg") == 0) {
             g_unlink(path);
-            g_free(path);
         }
-        g_dir_close(d);
+        g_free(path);
     }
-    char *master = g_build_filename(ch->dir, "master.m3u8", NULL);
-    g_unlink(master);
-    g_free(master);
+    g_dir_close(top);
 }
 
 /* Write a playlist (text is consumed) to dir/name; a failure is logged, players keep the old. */
@@ -96,19 +158,29 @@ static void write_text(struct hls_channel *ch, const char *dir, const char *name
     g_string_free(text, TRUE);
 }
 
-static void write_playlist(struct hls_channel *ch)
+static void write_playlist(struct hls_channel *ch, struct rendition *r)
 {
-    write_text(ch, ch->source_dir, "index.m3u8", hls_playlist_render(&ch->playlist));
+    write_text(ch, r->dir, "index.m3u8", hls_playlist_render(&r->playlist));
 }
 
+/* Every rendition with a listed segment, best first (players start with the first). */
 static void write_master(struct hls_channel *ch)
 {
     GString *text = g_string_new("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    g_string_append_printf(text, "#EXT-X-STREAM-INF:BANDWIDTH=%" G_GINT64_FORMAT,
-                           MAX(ch->bandwidth, 1));
-    if (ch->width > 0) g_string_append_printf(text, ",RESOLUTION=%dx%d", ch->width, ch->height);
-    if (ch->codecs && *ch->codecs) g_string_append_printf(text, ",CODECS=\"%s\"", ch->codecs);
-    g_string_append(text, "\n" RENDITION "/index.m3u8\n");
+    for (guint i = 0; i < ch->rends->len; i++) {
+        struct rendition *r = ch->rends->pdata[i];
+        if (!r->in_master) continue;
+        g_string_append_printf(text, "#EXT-X-STREAM-INF:BANDWIDTH=%" G_GINT64_FORMAT,
+                               MAX(r->peak_bps, 1));
+        if (r->secs > 0)
+            g_string_append_printf(text, ",AVERAGE-BANDWIDTH=%" G_GINT64_FORMAT,
+                                   (int64_t)(r->bits / r->secs));
+        if (r->width > 0) g_string_append_printf(text, ",RESOLUTION=%dx%d", r->width, r->height);
+        if (r->codecs && *r->codecs) g_string_append_printf(text, ",CODECS=\"%s\"", r->codecs);
+        if (r->fps_n > 0 && r->fps_d > 0)
+            g_string_append_printf(text, ",FRAME-RATE=%.3f", (double)r->fps_n / r->fps_d);
+        g_string_append_printf(text, "\n%s/index.m3u8\n", r->name);
+    }
     write_text(ch, ch->dir, "master.m3u8", text);
 }
 
@@ -116,10 +188,16 @@ static void write_master(struct hls_channel *ch)
 
 static json_t *live_doc(struct hls_channel *ch)
 {
-    json_t *rendition = json_pack("{s:s, s:i, s:i, s:I}", "name", RENDITION, "width", ch->width,
-                                  "height", ch->height, "bandwidth", (json_int_t)ch->bandwidth);
-    json_t *doc = json_pack("{s:I, s:[o], s:s}", "started_at_ms", (json_int_t)ch->started_at_ms,
-                            "renditions", rendition, "node", sl_server_node_id(ch->tc->srv));
+    json_t *renditions = json_array();
+    for (guint i = 0; i < ch->rends->len; i++) {
+        struct rendition *r = ch->rends->pdata[i];
+        if (!r->in_master) continue;
+        json_array_append_new(renditions,
+                              json_pack("{s:s, s:i, s:i, s:I}", "name", r->name, "width", r->width,
+                                        "height", r->height, "bandwidth", (json_int_t)r->peak_bps));
+    }
+    json_t *doc = json_pack("{s:I, s:o, s:s}", "started_at_ms", (json_int_t)ch->started_at_ms,
+                            "renditions", renditions, "node", sl_server_node_id(ch->tc->srv));
     /* PDT of the live edge minus the wall clock: an action at wall time T happened at PDT
      * T + offset in the picture (api.md pdt_ms). Refreshed with the lease. */
     transcode_stream *s = ch->stream;
@@ -180,12 +258,11 @@ static void channel_free(gpointer data)
     if (ch->grace_timer) g_source_remove(ch->grace_timer);
     if (ch->retention_timer) g_source_remove(ch->retention_timer);
     if (ch->lease_timer) g_source_remove(ch->lease_timer);
-    hls_playlist_clear(&ch->playlist);
+    recording_end(ch->rec);
+    g_ptr_array_unref(ch->rends);
     g_ptr_array_unref(ch->draining);
     g_free(ch->id);
     g_free(ch->dir);
-    g_free(ch->source_dir);
-    g_free(ch->codecs);
     g_free(ch);
 }
 
@@ -197,15 +274,21 @@ static struct hls_channel *channel_get(struct transcode *tc, const char *id)
     ch->tc = tc;
     ch->id = g_strdup(id);
     ch->dir = g_build_filename(sl_server_config(tc->srv)->media_dir, id, NULL);
-    ch->source_dir = g_build_filename(ch->dir, RENDITION, NULL);
+    ch->rends = g_ptr_array_new_with_free_func(rendition_free);
+    rendition_get(ch, REMUX_SOURCE);
     ch->draining = g_ptr_array_new();
-    hls_playlist_init(&ch->playlist, (int)tc->window, (int)tc->segment_s);
     char *labels = g_strdup_printf("channel=\"%s\"", id);
     ch->m_keyframe = sl_metric_get("silklive_keyframe_interval_seconds", SL_METRIC_GAUGE,
                                    "Time between the last two video keyframes", labels, 1000);
     g_free(labels);
     g_hash_table_insert(tc->channels, ch->id, ch);
     return ch;
+}
+
+static void renditions_reset(struct hls_channel *ch)
+{
+    g_ptr_array_set_size(ch->rends, 0);
+    rendition_get(ch, REMUX_SOURCE);
 }
 
 static gboolean retention_over(gpointer data)
@@ -223,8 +306,13 @@ static void channel_end(struct hls_channel *ch)
     if (ch->grace_timer) g_source_remove(ch->grace_timer);
     ch->grace_timer = 0;
     ch->state = CH_ENDED;
-    hls_playlist_end(&ch->playlist);
-    write_playlist(ch);
+    for (guint i = 0; i < ch->rends->len; i++) {
+        struct rendition *r = ch->rends->pdata[i];
+        hls_playlist_end(&r->playlist);
+        if (r->in_master) write_playlist(ch, r);
+    }
+    recording_end(ch->rec);
+    ch->rec = NULL;
     if (ch->listed) {
         live_clear(ch);
         emit(ch, "offline");
@@ -248,29 +336,76 @@ static gboolean grace_over(gpointer data)
 
 static void stream_free(transcode_stream *s)
 {
+    if (s->load_timer) g_source_remove(s->load_timer);
     remux_free(s->remux);
+    for (guint i = 0; i < s->retired->len; i++)
+        remux_free(s->retired->pdata[i]);
+    g_ptr_array_unref(s->retired);
     if (s->avc_config) g_bytes_unref(s->avc_config);
     if (s->aac_config) g_bytes_unref(s->aac_config);
     g_free(s->prefix);
     g_free(s);
 }
 
-static void update_rendition(struct hls_channel *ch, transcode_stream *s, const char *location,
-                             double duration)
+/* avc1.PPCCLL for CODECS from the profile and level strings of GStreamer's H.264 caps. */
+static char *codec_of(const struct remux_output_info *info, const char *fallback)
 {
-    GStatBuf st;
-    if (duration > 0.1 && g_stat(location, &st) == 0) {
-        int64_t bps = (int64_t)((double)st.st_size * 8 / duration * 1.1);
-        if (bps > ch->bandwidth) ch->bandwidth = bps;
-    }
-    if (s->remux) remux_video_size(s->remux, &ch->width, &ch->height);
-    g_free(ch->codecs);
-    ch->codecs = s->video_codec[0] && s->audio_codec[0]
-                     ? g_strdup_printf("%s,%s", s->video_codec, s->audio_codec)
-                     : g_strdup(s->video_codec[0] ? s->video_codec : s->audio_codec);
+    static const struct {
+        const char *name, *hex;
+    } profiles[] = {{"constrained-baseline", "42e0"},
+                    {"baseline", "4200"},
+                    {"main", "4d40"},
+                    {"high", "6400"},
+                    {"high-10", "6e00"},
+                    {"high-4:2:2", "7a00"}};
+    if (info->profile[0] == '\0' || info->level[0] == '\0') return g_strdup(fallback);
+    const char *hex = NULL;
+    for (size_t i = 0; i < G_N_ELEMENTS(profiles); i++)
+        if (strcmp(info->profile, profiles[i].name) == 0) hex = profiles[i].hex;
+    int major = 0, minor = 0;
+    if (hex == NULL || sscanf(info->level, "%d.%d", &major, &minor) < 1) return g_strdup(fallback);
+    return g_strdup_printf("avc1.%s%02x", hex, major * 10 + minor);
 }
 
-static void on_segment(remux *r, const struct remux_segment *seg, void *user)
+static void update_rendition(struct hls_channel *ch, transcode_stream *s, remux *rx,
+                             const struct remux_segment *seg, struct rendition *r, double duration)
+{
+    GStatBuf st;
+    if (duration > 0.1 && g_stat(seg->location, &st) == 0) {
+        double bits = (double)st.st_size * 8;
+        int64_t bps = (int64_t)(bits / duration * 1.1);
+        if (bps > r->peak_bps) r->peak_bps = bps;
+        r->bits += bits;
+        r->secs += duration;
+    }
+    struct remux_output_info info;
+    remux_output_info(rx, seg->output, &info);
+    if (info.width > 0) {
+        r->width = info.width;
+        r->height = info.height;
+    }
+    r->fps_n = info.fps_n;
+    r->fps_d = info.fps_d;
+    char *video = seg->output == 0 ? g_strdup(s->video_codec) : codec_of(&info, "avc1.640028");
+    g_free(r->codecs);
+    r->codecs = video[0] && s->audio_codec[0] ? g_strdup_printf("%s,%s", video, s->audio_codec)
+                                              : g_strdup(video[0] ? video : s->audio_codec);
+    g_free(video);
+}
+
+/* Is every output of the current pipeline listed (or has the source waited long enough)? */
+static gboolean ready_to_list(struct hls_channel *ch)
+{
+    struct rendition *source = ch->rends->pdata[0];
+    if (source->playlist.segments.length >= 2) return TRUE; /* a rung that lags is added later */
+    for (guint i = 0; i < ch->rends->len; i++) {
+        struct rendition *r = ch->rends->pdata[i];
+        if (r->current && r->playlist.segments.length == 0) return FALSE;
+    }
+    return source->playlist.segments.length > 0;
+}
+
+static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
 {
     transcode_stream *s = user;
     struct hls_channel *ch = s->ch;
@@ -279,57 +414,171 @@ static void on_segment(remux *r, const struct remux_segment *seg, void *user)
         g_unlink(seg->location); /* nothing playable in it */
         return;
     }
+    struct remux_output_info info;
+    remux_output_info(rx, seg->output, &info);
+    struct rendition *r = rendition_get(ch, info.name);
     int64_t pdt = s->wall0_ms + seg->start_ns / 1000000;
     char *uri = g_path_get_basename(seg->location);
-    char *old = hls_playlist_append(&ch->playlist, uri, duration, pdt);
+    /* a segment of another pipeline than the last one follows a gap */
+    const char *cut = strrchr(uri, '_');
+    char prefix[32];
+    g_strlcpy(prefix, uri, MIN(sizeof prefix, cut ? (size_t)(cut - uri) + 1 : sizeof prefix));
+    gboolean disc = r->last_prefix[0] && strcmp(prefix, r->last_prefix) != 0;
+    if (disc) hls_playlist_discontinuity(&r->playlist);
+    g_strlcpy(r->last_prefix, prefix, sizeof r->last_prefix);
+    if (seg->output == 0 && ch->rec) recording_segment(ch->rec, seg->location, duration, pdt, disc);
+    char *old = hls_playlist_append(&r->playlist, uri, duration, pdt);
     g_free(uri);
     if (old) {
-        char *path = g_build_filename(ch->source_dir, old, NULL);
+        char *path = g_build_filename(r->dir, old, NULL);
         g_unlink(path);
         g_free(path);
         g_free(old);
     }
     sl_metric_add(ch->tc->m_segments, 1);
-    update_rendition(ch, s, seg->location, duration);
-    write_playlist(ch);
-    if (!ch->listed) { /* the first playable segment: the channel is live for viewers */
+    update_rendition(ch, s, rx, seg, r, duration);
+    write_playlist(ch, r);
+    if (!ch->listed && ready_to_list(ch)) { /* the channel is live for viewers */
         ch->listed = TRUE;
+        for (guint i = 0; i < ch->rends->len; i++) {
+            struct rendition *x = ch->rends->pdata[i];
+            x->in_master = x->playlist.segments.length > 0;
+        }
         write_master(ch);
         live_store(ch);
         if (ch->lease_timer == 0)
             ch->lease_timer = g_timeout_add_seconds(LIVE_RENEW_S, live_renew, ch);
         emit(ch, "publish");
-        g_message("channel %s: live (first segment listed)", ch->id);
+        g_message("channel %s: live (%u renditions)", ch->id, ch->rends->len);
+    } else if (ch->listed && !r->in_master) { /* a rung restored, or one that lagged */
+        r->in_master = TRUE;
+        write_master(ch);
+        live_store(ch);
     }
 }
 
-static void on_done(remux *r, const char *error, void *user)
+static void on_done(remux *rx, const char *error, void *user)
 {
     transcode_stream *s = user;
-    remux_free(s->remux);
-    s->remux = NULL;
-    if (s->closed) {
+    if (rx != s->remux) { /* a pipeline retired by a switch has written its last segments */
+        g_ptr_array_remove_fast(s->retired, rx);
+        remux_free(rx);
+    } else {
+        remux_free(s->remux);
+        s->remux = NULL;
+        if (error && !s->closed) sl_metric_add(s->ch->tc->m_failed, 1); /* rebuilt at a keyframe */
+    }
+    if (s->closed && s->remux == NULL && s->retired->len == 0) {
         g_ptr_array_remove(s->ch->draining, s);
         stream_free(s);
-        return;
-    }
-    if (error) {
-        /* the publisher is still sending: rebuild at its next keyframe */
-        sl_metric_add(s->ch->tc->m_failed, 1);
-        hls_playlist_discontinuity(&s->ch->playlist);
     }
 }
 
 static const struct remux_events remux_events = {on_segment, on_done};
 
+static const GArray *ladder_for(struct transcode *tc, const char *pavilion)
+{
+    const GArray *own = pavilion[0] ? g_hash_table_lookup(tc->ladders, pavilion) : NULL;
+    return own ? own : tc->ladder;
+}
+
 static int stream_start_pipeline(transcode_stream *s, GError **err)
 {
     struct hls_channel *ch = s->ch;
+    struct transcode *tc = ch->tc;
+    struct remux_rung rungs[REMUX_MAX_OUTPUTS];
+    int n = 0, w = 0, h = 0;
+    gsize len = 0;
+    const uint8_t *avc = s->avc_config ? g_bytes_get_data(s->avc_config, &len) : NULL;
+    if (avc && len > 5 && ladder_source_size(avc + 5, len - 5, &w, &h))
+        n = ladder_fit(ladder_for(tc, s->pavilion), w, h, rungs, REMUX_MAX_OUTPUTS - 1);
+    s->n_rungs = n;
+    /* the most expensive rungs (the first) go first when encoding falls behind */
+    int skip = MIN(s->shed, n);
     g_free(s->prefix);
     s->prefix = g_strdup_printf("%" G_GINT64_MODIFIER "x%d", s->wall0_ms, s->rebuilds++);
-    s->remux = remux_new(ch->source_dir, s->prefix, hls_playlist_next_seq(&ch->playlist),
-                         ch->tc->segment_s * GST_SECOND, &remux_events, s, err);
-    return s->remux ? SL_OK : SL_ERR;
+    struct rendition *source = ch->rends->pdata[0];
+    struct remux_config cfg = {.dir = ch->dir,
+                               .prefix = s->prefix,
+                               .first_index = hls_playlist_next_seq(&source->playlist),
+                               .segment_ns = tc->segment_s * GST_SECOND,
+                               .rungs = rungs + skip,
+                               .n_rungs = n - skip,
+                               .preset = tc->preset,
+                               .poster_interval_ns = tc->poster_s * GST_SECOND};
+    s->remux = remux_new(&cfg, &remux_events, s, err);
+    if (s->remux == NULL) return SL_ERR;
+    for (guint i = 0; i < ch->rends->len; i++)
+        ((struct rendition *)ch->rends->pdata[i])->current = i == 0;
+    for (int i = skip; i < n; i++)
+        rendition_get(ch, rungs[i].name)->current = TRUE;
+    /* a shed rung leaves the master: players switch to what is still produced */
+    gboolean changed = FALSE;
+    for (guint i = 0; i < ch->rends->len; i++) {
+        struct rendition *r = ch->rends->pdata[i];
+        if (r->in_master && !r->current) {
+            r->in_master = FALSE;
+            changed = TRUE;
+        }
+    }
+    if (changed && ch->listed) {
+        write_master(ch);
+        live_store(ch);
+    }
+    return SL_OK;
+}
+
+/* Once a second: did the rungs' encoders drop frames? Shed the most expensive rung (the next
+ * pipeline is built without it); after a quiet spell try the full ladder again, waiting twice
+ * as long each time a restore did not hold. */
+static gboolean load_check(gpointer data)
+{
+    transcode_stream *s = data;
+    struct transcode *tc = s->ch->tc;
+    int overruns = s->remux ? remux_take_overruns(s->remux) : 0;
+    s->since_restore_s++;
+    if (overruns > 0 && s->shed < s->n_rungs && !s->rebuild) {
+        if (s->since_restore_s < 2 * s->restore_after_s) /* the restore did not hold */
+            s->restore_after_s = MIN(s->restore_after_s * 2, 3600);
+        s->shed++;
+        s->quiet_s = 0;
+        s->rebuild = TRUE;
+        sl_metric_add(tc->m_shed, 1);
+        g_warning("channel %s: encoding fell behind real time (%d frames dropped); shedding "
+                  "the most expensive rung, %d of %d rungs left",
+                  s->ch->id, overruns, s->n_rungs - s->shed, s->n_rungs);
+    } else if (overruns == 0 && s->shed > 0 && !s->rebuild && ++s->quiet_s >= s->restore_after_s) {
+        s->shed--;
+        s->quiet_s = 0;
+        s->since_restore_s = 0;
+        s->rebuild = TRUE;
+        sl_metric_add(tc->m_restored, 1);
+        g_message("channel %s: load allows; restoring a rung (%d of %d)", s->ch->id,
+                  s->n_rungs - s->shed, s->n_rungs);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+/* The pavilion of the channel, for its own ladder; until it arrives the global one applies. */
+struct channel_lookup {
+    struct transcode *tc;
+    char *id; /* owned */
+};
+
+static void got_channel(struct redisReply *reply, const char *err, void *user)
+{
+    struct channel_lookup *q = user;
+    (void)err;
+    /* the module outlives its Redis replies: they are answered or failed before destroy */
+    struct hls_channel *ch = g_hash_table_lookup(q->tc->channels, q->id);
+    if (reply && reply->type == REDIS_REPLY_STRING && ch && ch->stream) {
+        json_t *doc = json_loadb(reply->str, reply->len, 0, NULL);
+        const char *pav = json_string_value(json_object_get(doc, "pavilion"));
+        if (pav) g_strlcpy(ch->stream->pavilion, pav, sizeof ch->stream->pavilion);
+        json_decref(doc);
+    }
+    g_free(q->id);
+    g_free(q);
 }
 
 /* ---- public ---- */
@@ -347,36 +596,41 @@ transcode_stream *transcode_stream_open(sl_server *srv, const char *channel, GEr
                     channel);
         return NULL;
     }
-    if (g_mkdir_with_parents(ch->source_dir, 0755) != 0) {
-        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno), "cannot create %s: %s",
-                    ch->source_dir, g_strerror(errno));
+    if (remux_check(tc->ladder->len > 0 || g_hash_table_size(tc->ladders) > 0, tc->poster_s > 0,
+                    err) != SL_OK)
+        return NULL;
+    if (g_mkdir_with_parents(ch->dir, 0755) != 0) {
+        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno), "cannot create %s: %s", ch->dir,
+                    g_strerror(errno));
         return NULL;
     }
     transcode_stream *s = g_new0(transcode_stream, 1);
     s->ch = ch;
     s->wall0_ms = sl_now_ms();
     s->last_key_ms = -1;
-    if (ch->state == CH_GRACE) { /* a reconnect: same playlist, after a discontinuity */
+    s->retired = g_ptr_array_new();
+    s->restore_after_s = RESTORE_MIN_S;
+    s->since_restore_s = 1 << 20;
+    if (ch->state == CH_GRACE) { /* a reconnect: same playlists, after a discontinuity */
         g_source_remove(ch->grace_timer);
         ch->grace_timer = 0;
-        hls_playlist_discontinuity(&ch->playlist);
     } else {
         if (ch->retention_timer) g_source_remove(ch->retention_timer);
         ch->retention_timer = 0;
         remove_media(ch); /* a new stream: what an earlier one left is gone */
-        hls_playlist_clear(&ch->playlist);
-        hls_playlist_init(&ch->playlist, (int)tc->window, (int)tc->segment_s);
+        renditions_reset(ch);
         ch->started_at_ms = s->wall0_ms;
-        ch->bandwidth = 0;
-        ch->width = ch->height = 0;
+        ch->rec = recording_start(srv, ch->id, ch->dir, ch->started_at_ms, (int)tc->segment_s);
     }
-    if (stream_start_pipeline(s, err) != SL_OK) {
-        stream_free(s);
-        if (ch->state == CH_GRACE) channel_end(ch);
-        return NULL;
-    }
+    /* The pipeline starts at the first frame a segment can start with (a keyframe, or audio
+     * when there is no video), when the codec configuration has told the source's size. */
     ch->state = CH_LIVE;
     ch->stream = s;
+    s->load_timer = g_timeout_add_seconds(1, load_check, s);
+    struct channel_lookup *q = g_new0(struct channel_lookup, 1);
+    q->tc = tc;
+    q->id = g_strdup(channel);
+    sl_redis_command(sl_server_redis(srv), got_channel, q, "GET " SL_KEY_CHANNEL, channel);
     sl_metric_add(tc->m_live, 1);
     return s;
 }
@@ -424,13 +678,20 @@ void transcode_stream_push(transcode_stream *s, uint8_t type, uint32_t ts_ms, co
         if (s->last_key_ms >= 0) sl_metric_set(s->ch->m_keyframe, ts_ms - s->last_key_ms);
         s->last_key_ms = ts_ms;
     }
+    gboolean startable = keyframe || (type == 8 && !s->saw_video && !config);
+    if (s->remux && s->rebuild && startable) {
+        /* switch pipelines (shed or restore a rung) here, where a segment can start: the old
+         * one finishes its segments, the new one continues the playlists after a gap */
+        g_ptr_array_add(s->retired, s->remux);
+        remux_finish(s->remux); /* its done() frees it, maybe right now */
+        s->remux = NULL;
+    }
     if (s->remux == NULL) {
-        /* rebuild after a failure where a segment can start: a keyframe (or any audio frame
-         * when there is no video), with the codec configuration first */
-        if (config || !(keyframe || (type == 8 && !s->saw_video))) return;
+        if (!startable) return;
+        s->rebuild = FALSE;
         GError *e = NULL;
         if (stream_start_pipeline(s, &e) != SL_OK) {
-            g_warning("channel %s: cannot rebuild the pipeline: %s", s->ch->id, e->message);
+            g_warning("channel %s: cannot build the pipeline: %s", s->ch->id, e->message);
             g_error_free(e);
             return;
         }
@@ -447,13 +708,15 @@ void transcode_stream_close(transcode_stream *s)
     struct transcode *tc = ch->tc;
     s->closed = TRUE;
     ch->stream = NULL;
+    if (s->load_timer) g_source_remove(s->load_timer);
+    s->load_timer = 0;
     sl_metric_add(tc->m_live, -1);
     ch->state = CH_GRACE;
     ch->grace_timer = g_timeout_add_seconds((guint)tc->grace_s, grace_over, ch);
     if (ch->listed) emit(ch, "unpublish");
-    if (s->remux) {
+    if (s->remux || s->retired->len > 0) {
         g_ptr_array_add(ch->draining, s);
-        remux_finish(s->remux); /* on_done frees s, maybe right now */
+        if (s->remux) remux_finish(s->remux); /* on_done frees s, maybe right now */
     } else {
         stream_free(s);
     }
@@ -461,20 +724,71 @@ void transcode_stream_close(transcode_stream *s)
 
 /* ---- module ---- */
 
+static int ladders_load(struct transcode *tc, const struct sl_config *cfg, GError **err)
+{
+    char *spec = g_key_file_get_string(cfg->file, "transcode", "ladder", NULL);
+    gboolean ok = ladder_parse(spec ? spec : DEFAULT_LADDER, tc->ladder, err);
+    g_free(spec);
+    char **codes = ok ? g_key_file_get_keys(cfg->file, "ladder", NULL, NULL) : NULL;
+    for (char **c = codes; c && *c && ok; c++) {
+        char *value = g_key_file_get_string(cfg->file, "ladder", *c, NULL);
+        GArray *rungs = g_array_new(FALSE, FALSE, sizeof(struct remux_rung));
+        ok = sl_id_valid(*c, strlen(*c)) && ladder_parse(value ? value : "", rungs, err);
+        if (ok)
+            g_hash_table_insert(tc->ladders, g_strdup(*c), rungs);
+        else
+            g_array_unref(rungs);
+        if (!ok && err && *err == NULL)
+            g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                        "[ladder] keys are pavilion codes");
+        g_free(value);
+    }
+    g_strfreev(codes);
+    if (!ok && err && *err) g_prefix_error(err, "config: ");
+    return ok ? SL_OK : SL_ERR;
+}
+
+static void transcode_free(struct transcode *tc)
+{
+    if (tc->channels) g_hash_table_unref(tc->channels);
+    g_array_unref(tc->ladder);
+    g_hash_table_unref(tc->ladders);
+    g_free(tc->preset);
+    g_free(tc);
+}
+
 static int transcode_init(sl_server *srv, GError **err)
 {
     const struct sl_config *cfg = sl_server_config(srv);
     struct transcode *tc = g_new0(struct transcode, 1);
     tc->srv = srv;
+    tc->ladder = g_array_new(FALSE, FALSE, sizeof(struct remux_rung));
+    tc->ladders =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_array_unref);
+    tc->preset = g_key_file_get_string(cfg->file, "transcode", "preset", NULL);
+    if (tc->preset == NULL) tc->preset = g_strdup("veryfast");
+    gst_init(NULL, NULL);
     if (sl_config_get_int(cfg, "transcode", "segment_s", 2, 1, 10, &tc->segment_s, err) ||
         sl_config_get_int(cfg, "transcode", "window", 6, 3, 100, &tc->window, err) ||
         sl_config_get_int(cfg, "transcode", "grace_s", 10, 0, 3600, &tc->grace_s, err) ||
         sl_config_get_int(cfg, "transcode", "retention_s", 300, 0, 30 * 86400, &tc->retention_s,
-                          err)) {
-        g_free(tc);
+                          err) ||
+        sl_config_get_int(cfg, "transcode", "poster_s", 10, 0, 3600, &tc->poster_s, err) ||
+        ladders_load(tc, cfg, err)) {
+        transcode_free(tc);
         return SL_ERR;
     }
-    gst_init(NULL, NULL);
+    static const char *const presets[] = {"ultrafast", "superfast", "veryfast", "faster",  "fast",
+                                          "medium",    "slow",      "slower",   "veryslow"};
+    gboolean known = FALSE;
+    for (size_t i = 0; i < G_N_ELEMENTS(presets); i++)
+        known |= strcmp(tc->preset, presets[i]) == 0;
+    if (!known) {
+        g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                    "config: [transcode] preset must be an x264 preset (ultrafast ... veryslow)");
+        transcode_free(tc);
+        return SL_ERR;
+    }
     tc->channels = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, channel_free);
     tc->m_live = sl_metric_get("silklive_live_streams", SL_METRIC_GAUGE,
                                "Channels with a publisher on this node", NULL, 1);
@@ -486,7 +800,13 @@ static int transcode_init(sl_server *srv, GError **err)
                                       "Frames of codecs other than H.264/AAC, dropped", NULL, 1);
     tc->m_failed = sl_metric_get("silklive_transcode_pipeline_failures_total", SL_METRIC_COUNTER,
                                  "Pipelines that failed and were rebuilt", NULL, 1);
+    tc->m_shed =
+        sl_metric_get("silklive_transcode_rungs_shed_total", SL_METRIC_COUNTER,
+                      "Ladder rungs dropped because encoding fell behind real time", NULL, 1);
+    tc->m_restored = sl_metric_get("silklive_transcode_rungs_restored_total", SL_METRIC_COUNTER,
+                                   "Shed ladder rungs brought back when load allowed", NULL, 1);
     sl_server_set_module_data(srv, SL_MODULE_TRANSCODE, tc);
+    record_routes(srv);
     return SL_OK;
 }
 
@@ -509,6 +829,7 @@ static void transcode_stop(sl_server *srv)
         g_ptr_array_set_size(ch->draining, 0);
         if (ch->state == CH_LIVE || ch->state == CH_GRACE) channel_end(ch);
     }
+    record_shutdown();
 }
 
 static void transcode_destroy(sl_server *srv)
@@ -516,8 +837,7 @@ static void transcode_destroy(sl_server *srv)
     struct transcode *tc = transcode_of(srv);
     if (tc == NULL) return;
     transcode_stop(srv); /* no-op after a stop; frees streams after a failed start */
-    g_hash_table_unref(tc->channels);
-    g_free(tc);
+    transcode_free(tc);
     sl_server_set_module_data(srv, SL_MODULE_TRANSCODE, NULL);
 }
 

@@ -1,0 +1,78 @@
+/* ladder: which renditions a channel gets — the configured rungs that fit the source, sized from
+ * the publisher's own SPS (GStreamer's H.264 parser) before the first frame is decoded. */
+#include "internal.h"
+
+#include <gio/gio.h>
+/* stable enough: the parser has been in -bad since 1.0 and 1.22 is what Debian 12 ships */
+#define GST_USE_UNSTABLE_API
+#include <gst/codecparsers/gsth264parser.h>
+#include <string.h>
+
+gboolean ladder_parse(const char *spec, GArray *rungs, GError **err)
+{
+    g_array_set_size(rungs, 0);
+    char **parts = g_strsplit(spec, ",", -1);
+    gboolean ok = TRUE;
+    for (char **p = parts; *p && ok; p++) {
+        char *item = g_strstrip(*p);
+        if (*item == '\0') continue;
+        guint64 height = 0, kbps = 0;
+        char *colon = strchr(item, ':');
+        size_t hlen = colon ? (size_t)(colon - item) : 0;
+        char *h = colon ? g_strndup(item, hlen) : NULL;
+        ok = h && hlen >= 2 && h[hlen - 1] == 'p';
+        if (ok) h[hlen - 1] = '\0';
+        ok = ok && g_ascii_string_to_unsigned(h, 10, 64, 4320, &height, NULL) &&
+             g_ascii_string_to_unsigned(colon + 1, 10, 50, 100000, &kbps, NULL) &&
+             rungs->len < REMUX_MAX_OUTPUTS - 1;
+        g_free(h);
+        if (!ok) {
+            g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "ladder rung \"%s\": expected <height>p:<kbps>, e.g. 720p:2500 (at most "
+                        "%d rungs)",
+                        item, REMUX_MAX_OUTPUTS - 1);
+            break;
+        }
+        struct remux_rung r = {.height = (int)height, .kbps = (int)kbps};
+        g_snprintf(r.name, sizeof r.name, "%dp", r.height);
+        g_array_append_val(rungs, r);
+    }
+    g_strfreev(parts);
+    return ok;
+}
+
+int ladder_fit(const GArray *ladder, int width, int height, struct remux_rung *out, int max)
+{
+    int n = 0;
+    if (width <= 0 || height <= 0) return 0;
+    for (guint i = 0; i < ladder->len && n < max; i++) {
+        struct remux_rung r = g_array_index(ladder, struct remux_rung, i);
+        if (r.height > height) continue; /* never upscale */
+        r.width = (int)((int64_t)width * r.height / height);
+        r.width += r.width & 1; /* x264 wants even sizes */
+        r.height += r.height & 1;
+        out[n++] = r;
+    }
+    return n;
+}
+
+gboolean ladder_source_size(const uint8_t *record, size_t len, int *width, int *height)
+{
+    /* version, profile, compat, level, 0xfc|length size, 0xe0|SPS count, then 16-bit length +
+     * SPS: the length prefix is read as a 2-byte AVC NAL length. */
+    if (len < 8 || record[0] != 1 || (record[5] & 0x1f) == 0) return FALSE;
+    GstH264NalParser *parser = gst_h264_nal_parser_new();
+    GstH264NalUnit nalu;
+    GstH264SPS sps;
+    gboolean ok =
+        gst_h264_parser_identify_nalu_avc(parser, record, 6, len, 2, &nalu) == GST_H264_PARSER_OK &&
+        nalu.type == GST_H264_NAL_SPS && gst_h264_parse_sps(&nalu, &sps) == GST_H264_PARSER_OK;
+    if (ok) {
+        *width = sps.frame_cropping_flag ? sps.crop_rect_width : sps.width;
+        *height = sps.frame_cropping_flag ? sps.crop_rect_height : sps.height;
+        gst_h264_sps_clear(&sps);
+        ok = *width > 0 && *height > 0;
+    }
+    gst_h264_nal_parser_free(parser);
+    return ok;
+}
