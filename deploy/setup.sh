@@ -5,20 +5,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build and run time. libwebsockets-evlib-glib is the plugin that runs lws on the GLib loop.
-# GStreamer: base (appsrc/appsink), good (flvdemux), bad (h264parse, mpegtsmux) remux the
-# published streams into HLS.
+# GStreamer: base (appsrc/appsink, videoscale), good (flvdemux, jpegenc), bad (h264parse,
+# mpegtsmux, and the H.264 SPS parser), libav (avdec_h264), ugly (x264enc) make the HLS ladder
+# and posters; FFmpeg's libavformat cuts the highlight clips.
 PACKAGES=(
   build-essential cmake pkg-config
   libglib2.0-dev libwebsockets-dev libwebsockets-evlib-glib libhiredis-dev libjansson-dev
   redis-server
-  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  libavformat-dev libavcodec-dev libavutil-dev
 )
 # The test suite: Check, clang with libFuzzer for the fuzz targets, clang-format for the style
 # gate; real encoders (ffmpeg, GStreamer's rtmp2sink with x264 and libav's AAC) and ffprobe.
 if [[ "${1:-}" == "--test" ]]; then
-  PACKAGES+=(check clang libclang-rt-14-dev clang-format
-    ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+  PACKAGES+=(check clang libclang-rt-14-dev clang-format ffmpeg gstreamer1.0-tools)
 fi
 # The web client's front-end packages come from npm (Node.js and npm from Debian if absent).
 # The browser tests drive Debian's Chromium with playwright-core; Noto CJK renders the zh text.

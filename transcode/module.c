@@ -17,13 +17,13 @@
 #define LIVE_LEASE_MS  30000 /* a node that dies leaves its channels live this long at most */
 #define LIVE_RENEW_S   10
 #define DEFAULT_LADDER "720p:2500,480p:1200,360p:700"
-#define RESTORE_MIN_S  30 /* quiet this long before a shed rung comes back; doubles on relapse */
 
 enum { CH_IDLE, CH_LIVE, CH_GRACE, CH_ENDED };
 
 struct transcode {
     sl_server *srv;
     int64_t segment_s, window, grace_s, retention_s, poster_s;
+    int64_t restore_s;    /* quiet this long before a shed rung comes back; doubles on relapse */
     char *preset;         /* owned; x264 speed preset */
     GArray *ladder;       /* struct remux_rung: [transcode] ladder */
     GHashTable *ladders;  /* pavilion code -> GArray* of rungs: [ladder] <CODE> = ... */
@@ -609,7 +609,7 @@ transcode_stream *transcode_stream_open(sl_server *srv, const char *channel, GEr
     s->wall0_ms = sl_now_ms();
     s->last_key_ms = -1;
     s->retired = g_ptr_array_new();
-    s->restore_after_s = RESTORE_MIN_S;
+    s->restore_after_s = (int)tc->restore_s;
     s->since_restore_s = 1 << 20;
     if (ch->state == CH_GRACE) { /* a reconnect: same playlists, after a discontinuity */
         g_source_remove(ch->grace_timer);
@@ -774,6 +774,7 @@ static int transcode_init(sl_server *srv, GError **err)
         sl_config_get_int(cfg, "transcode", "retention_s", 300, 0, 30 * 86400, &tc->retention_s,
                           err) ||
         sl_config_get_int(cfg, "transcode", "poster_s", 10, 0, 3600, &tc->poster_s, err) ||
+        sl_config_get_int(cfg, "transcode", "restore_s", 30, 1, 3600, &tc->restore_s, err) ||
         ladders_load(tc, cfg, err)) {
         transcode_free(tc);
         return SL_ERR;

@@ -373,7 +373,9 @@ int harness_http(int port, const char *method, const char *path, const char *hea
     if (sep && sscanf(raw, "HTTP/1.%*d %d", &out->status) == 1) {
         out->headers = g_strndup(raw, sep - raw);
         out->body_len = n - (size_t)(sep + 4 - raw);
-        out->body = g_strndup(sep + 4, out->body_len);
+        out->body = g_malloc(out->body_len + 1); /* binary bodies too: NUL bytes included */
+        memcpy(out->body, sep + 4, out->body_len);
+        out->body[out->body_len] = '\0';
         rc = 0;
     }
     g_free(raw);

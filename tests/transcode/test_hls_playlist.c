@@ -1,5 +1,6 @@
-/* Unit tests of the live media playlist: sliding window, program-date-time, discontinuities and
- * their sequence, the target duration, the end marker and which old segments may be deleted. */
+/* Unit tests of the media playlist (sliding window, program-date-time, discontinuities and their
+ * sequence, the target duration, the end marker, old segments to delete, a recording's EVENT/VOD
+ * form) and of the ladder (rungs parsed, fitted to the source, the source's size from its SPS). */
 #include "transcode/internal.h"
 
 #include <check.h>
@@ -101,6 +102,96 @@ START_TEST(atomic_write)
 }
 END_TEST
 
+START_TEST(recording_keeps_everything_and_ends_as_vod)
+{
+    struct hls_playlist p;
+    hls_playlist_init(&p, 0, 2);
+    char name[32];
+    for (int i = 0; i < 50; i++) {
+        g_snprintf(name, sizeof name, "s%d.ts", i);
+        if (i == 20) hls_playlist_discontinuity(&p);
+        ck_assert_ptr_null(hls_playlist_append(&p, name, 2.0, 1000 + i * 2000));
+    }
+    GString *live = hls_playlist_render(&p);
+    ck_assert_ptr_nonnull(strstr(live->str, "#EXT-X-PLAYLIST-TYPE:EVENT\n"));
+    ck_assert_ptr_nonnull(strstr(live->str, "s0.ts\n"));
+    ck_assert_ptr_nonnull(strstr(live->str, "#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME"));
+    ck_assert_ptr_null(strstr(live->str, "ENDLIST"));
+    g_string_free(live, TRUE);
+    hls_playlist_end(&p);
+    GString *vod = hls_playlist_render(&p);
+    ck_assert_ptr_nonnull(strstr(vod->str, "#EXT-X-PLAYLIST-TYPE:VOD\n"));
+    ck_assert_ptr_nonnull(strstr(vod->str, "s49.ts\n#EXT-X-ENDLIST\n"));
+    ck_assert_ptr_nonnull(strstr(vod->str, "#EXT-X-MEDIA-SEQUENCE:0\n"));
+    g_string_free(vod, TRUE);
+    hls_playlist_clear(&p);
+}
+END_TEST
+
+#define DEFAULT_TEST_LADDER "720p:2500,480p:1200,360p:700"
+
+START_TEST(ladder_parse_and_fit)
+{
+    GArray *l = g_array_new(FALSE, FALSE, sizeof(struct remux_rung));
+    GError *e = NULL;
+    ck_assert(ladder_parse(" 720p:2500, 480p:1200 ,360p:700", l, &e));
+    ck_assert_int_eq(l->len, 3);
+    struct remux_rung r0 = g_array_index(l, struct remux_rung, 0);
+    ck_assert_str_eq(r0.name, "720p");
+    ck_assert_int_eq(r0.height, 720);
+    ck_assert_int_eq(r0.kbps, 2500);
+    ck_assert(ladder_parse("", l, &e));
+    ck_assert_int_eq(l->len, 0); /* passthrough only */
+    static const char *const bad[] = {"720:2500",   "720p",           "p:100",  "720p:x",
+                                      "99999p:100", "720p:2500,,foo", "720p:10"};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        ck_assert_msg(!ladder_parse(bad[i], l, &e), "%s parsed", bad[i]);
+        ck_assert_ptr_nonnull(e);
+        g_clear_error(&e);
+    }
+    ck_assert(ladder_parse(DEFAULT_TEST_LADDER, l, NULL));
+    struct remux_rung out[8];
+    /* 1080p: all three; 720p: all three (the same height is allowed); 480p source: two */
+    ck_assert_int_eq(ladder_fit(l, 1920, 1080, out, 8), 3);
+    ck_assert_int_eq(out[0].width, 1280);
+    ck_assert_int_eq(out[2].width, 640);
+    ck_assert_int_eq(ladder_fit(l, 1280, 720, out, 8), 3);
+    ck_assert_int_eq(ladder_fit(l, 854, 480, out, 8), 2);
+    ck_assert_int_eq(out[0].height, 480);
+    ck_assert_int_eq(out[1].width, 640);
+    ck_assert_int_eq(ladder_fit(l, 320, 240, out, 8), 0);
+    /* odd aspect: widths stay even */
+    ck_assert_int_eq(ladder_fit(l, 1000, 720, out, 8), 3);
+    ck_assert_int_eq(out[1].width % 2, 0);
+    ck_assert_int_eq(ladder_fit(l, 0, 0, out, 8), 0);
+    g_array_unref(l);
+}
+END_TEST
+
+/* An AVCDecoderConfigurationRecord as ffmpeg's libx264 sends it for 1280x720 (High, 3.1). */
+START_TEST(source_size_from_the_sps)
+{
+    static const uint8_t avcc[] = {
+        0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40,
+        0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0,
+        0xf1, 0x83, 0x19, 0x60, 0x01, 0x00, 0x04, 0x68, 0xef, 0x8f, 0xcb, 0xfd, 0xf8, 0xf8, 0x00};
+    int w = 0, h = 0;
+    ck_assert(ladder_source_size(avcc, sizeof avcc, &w, &h));
+    ck_assert_int_eq(w, 1280);
+    ck_assert_int_eq(h, 720);
+    /* truncated anywhere in the SPS, wrong version, no SPS: refused, never read past the bytes */
+    for (size_t n = 0; n < 8 + 0x1a; n++)
+        ck_assert(!ladder_source_size(avcc, n, &w, &h));
+    uint8_t copy[sizeof avcc];
+    memcpy(copy, avcc, sizeof avcc);
+    copy[0] = 2;
+    ck_assert(!ladder_source_size(copy, sizeof copy, &w, &h));
+    copy[0] = 1;
+    copy[5] = 0xe0;
+    ck_assert(!ladder_source_size(copy, sizeof copy, &w, &h));
+}
+END_TEST
+
 static Suite *playlist_suite(void)
 {
     Suite *s = suite_create("hls_playlist");
@@ -108,6 +199,9 @@ static Suite *playlist_suite(void)
     tcase_add_test(tc, window_slides_and_retires);
     tcase_add_test(tc, discontinuity_and_end);
     tcase_add_test(tc, atomic_write);
+    tcase_add_test(tc, recording_keeps_everything_and_ends_as_vod);
+    tcase_add_test(tc, ladder_parse_and_fit);
+    tcase_add_test(tc, source_size_from_the_sps);
     suite_add_tcase(s, tc);
     return s;
 }
