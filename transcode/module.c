@@ -75,7 +75,7 @@ struct transcode_stream {
     gboolean has_edge;
     int64_t edge_ts_ms, edge_wall_ms; /* the newest frame pushed, and when it arrived */
     /* overload: rungs shed from the top of the ladder, and when to try them again */
-    int shed, n_rungs, quiet_s, restore_after_s, since_restore_s;
+    int shed, n_rungs, quiet_s, behind_s, restore_after_s, since_restore_s;
     gboolean rebuild; /* switch pipelines at the next keyframe */
     guint load_timer;
 };
@@ -537,7 +537,10 @@ static gboolean load_check(gpointer data)
     struct transcode *tc = s->ch->tc;
     int overruns = s->remux ? remux_take_overruns(s->remux) : 0;
     s->since_restore_s++;
-    if (overruns > 0 && s->shed < s->n_rungs && !s->rebuild) {
+    /* behind for two seconds running, not a hiccup (a disk flush, a burst of chat) */
+    s->behind_s = overruns > 0 ? s->behind_s + 1 : 0;
+    if (s->behind_s >= 2 && s->shed < s->n_rungs && !s->rebuild) {
+        s->behind_s = 0;
         if (s->since_restore_s < 2 * s->restore_after_s) /* the restore did not hold */
             s->restore_after_s = MIN(s->restore_after_s * 2, 3600);
         s->shed++;

@@ -21,10 +21,14 @@
 #include <gst/video/video.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-#define REMUX_MAX_QUEUED (8u << 20)       /* bytes waiting in appsrc before tags are dropped */
-#define RUNG_QUEUE_NS    (GST_SECOND)     /* raw video waiting for an encoder before it is shed */
-#define DECODE_QUEUE_NS  (2 * GST_SECOND) /* coded video waiting for the ladder's decoder */
+#define REMUX_MAX_QUEUED      (8u << 20)   /* bytes waiting in appsrc before tags are dropped */
+#define RUNG_QUEUE_NS         (GST_SECOND) /* raw video waiting for an encoder before it is shed */
+#define DECODE_QUEUE_NS       (2 * GST_SECOND) /* coded video waiting for the ladder's decoder */
+#define REMUX_BACKGROUND_NICE 10               /* the ladder's threads yield to everything else */
 
 struct remux_output {
     remux *r;
@@ -282,6 +286,7 @@ static gboolean build_ladder(remux *r, GstElement *video_tee)
 {
     GstElement *q = queue_new(r, DECODE_QUEUE_NS, TRUE);
     GstElement *dec = make(r, "avdec_h264");
+    g_object_set_data(G_OBJECT(q), "remux-background", GINT_TO_POINTER(1));
     GstElement *dtee = make(r, "tee");
     if (!q || !dec || !dtee || !gst_element_link_many(q, dec, dtee, NULL)) return FALSE;
     g_object_set(dtee, "allow-not-linked", TRUE, NULL);
@@ -289,6 +294,7 @@ static gboolean build_ladder(remux *r, GstElement *video_tee)
     for (int i = 1; i < r->n_outputs && ok; i++) {
         struct remux_output *o = &r->out[i];
         GstElement *rq = queue_new(r, RUNG_QUEUE_NS, TRUE);
+        if (rq) g_object_set_data(G_OBJECT(rq), "remux-background", GINT_TO_POINTER(1));
         GstElement *scale = make(r, "videoscale"), *filter = make(r, "capsfilter");
         GstElement *enc = make(r, "x264enc"), *parse = make(r, "h264parse");
         if (!rq || !scale || !filter || !enc || !parse) return FALSE;
@@ -324,6 +330,7 @@ static gboolean build_poster(remux *r, GstElement *video_tee, GstAppSinkCallback
 {
     GstElement *q = make(r, "queue"), *dec = make(r, "avdec_h264");
     GstElement *conv = make(r, "videoconvert"), *jpeg = make(r, "jpegenc");
+    if (q) g_object_set_data(G_OBJECT(q), "remux-background", GINT_TO_POINTER(1));
     GstElement *sink = make(r, "appsink");
     if (!q || !dec || !conv || !jpeg || !sink) return FALSE;
     g_object_set(q, "max-size-buffers", 2u, "max-size-time", (guint64)0, "max-size-bytes", 0u,
@@ -588,6 +595,25 @@ static GstFlowReturn on_poster(GstAppSink *sink, gpointer data)
 
 static GstAppSinkCallbacks poster_callbacks = {.new_sample = on_poster};
 
+/* ---- thread priority (streaming threads) ---- */
+
+/* The ladder's decoder, encoders and the poster run at a lower priority than everything else:
+ * the loop (RTMP, HTTP, chat, sales) and every channel's passthrough always get the CPU first,
+ * and when the rest is not enough the rungs' queues overflow, which is what sheds a rung. A
+ * streaming thread entering one of these queues' tasks lowers its own priority; the threads
+ * x264 starts from it inherit it. */
+static GstBusSyncReply on_bus_sync(GstBus *bus, GstMessage *msg, gpointer data)
+{
+    if (GST_MESSAGE_TYPE(msg) != GST_MESSAGE_STREAM_STATUS) return GST_BUS_PASS;
+    GstStreamStatusType type;
+    GstElement *owner = NULL;
+    gst_message_parse_stream_status(msg, &type, &owner);
+    if (type == GST_STREAM_STATUS_TYPE_ENTER && owner &&
+        g_object_get_data(G_OBJECT(owner), "remux-background"))
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), REMUX_BACKGROUND_NICE);
+    return GST_BUS_PASS;
+}
+
 /* ---- bus (loop) ---- */
 
 static gboolean on_bus(GstBus *bus, GstMessage *msg, gpointer data)
@@ -702,6 +728,7 @@ remux *remux_new(const struct remux_config *cfg, const struct remux_events *ev, 
     gst_element_link(r->src, demux);
     g_signal_connect(demux, "pad-added", G_CALLBACK(on_pad_added), r);
     GstBus *bus = gst_pipeline_get_bus(GST_PIPELINE(r->pipeline));
+    gst_bus_set_sync_handler(bus, on_bus_sync, NULL, NULL);
     r->bus_watch = gst_bus_add_watch(bus, on_bus, r);
     gst_object_unref(bus);
     if (gst_element_set_state(r->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {

@@ -351,7 +351,7 @@ START_TEST(ladder_720p_poster_highlight_and_recording)
                        json_integer_value(json_object_get(pin, "pdt_ms"));
     ck_assert_int_gt(interval, 4000);
     json_t *hl = NULL;
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 300; i++) {
         json_decref(hl);
         hl = NULL;
         ck_assert_int_eq(
@@ -391,7 +391,7 @@ START_TEST(ladder_720p_poster_highlight_and_recording)
     /* the broadcast ends: its recording is a VOD playlist of the whole stream */
     ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
     json_t *b = NULL;
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 300; i++) {
         json_decref(b);
         ck_assert_int_eq(
             harness_api(sl.port, "GET", "/api/v1/channels/ch1/broadcasts", NULL, NULL, NULL, &b),
@@ -453,18 +453,23 @@ START_TEST(overload_sheds_rungs_keeps_the_source_and_restores)
     }
     ck_assert_msg(shed > 0, "no rung was shed at 1080p with preset veryslow");
     ck_assert_msg(restored > 0, "a shed rung never came back");
-    /* the source never stopped: its playlist keeps growing */
-    char *before = get_text("/hls/ch1/source/index.m3u8");
-    g_usleep(4500 * 1000);
-    char *after = get_text("/hls/ch1/source/index.m3u8");
-    ck_assert_ptr_nonnull(before);
-    ck_assert_ptr_nonnull(after);
-    ck_assert_str_ne(before, after);
+    /* the source never stopped: new segments keep coming, at its own pace (one per 2 s) */
+    GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    for (int i = 0; i < 16; i++) {
+        char *text = get_text("/hls/ch1/source/index.m3u8");
+        const char *last = text ? g_strrstr(text, ".ts") : NULL;
+        const char *begin = last;
+        while (begin && begin > text && begin[-1] != '\n')
+            begin--;
+        if (last) g_hash_table_add(seen, g_strndup(begin, (gsize)(last - begin)));
+        g_free(text);
+        g_usleep(500 * 1000);
+    }
+    ck_assert_int_ge(g_hash_table_size(seen), 3);
+    g_hash_table_unref(seen);
     char *master = get_text("/hls/ch1/master.m3u8");
     ck_assert_ptr_nonnull(strstr(master, "source/index.m3u8"));
     g_free(master);
-    g_free(before);
-    g_free(after);
     reap(pid);
     g_free(key);
 }
