@@ -79,6 +79,11 @@ test('the directory lists the live channel under its pavilion, in zh and en', as
   assert.match(head, /秘鲁/);
   assert.match(head, /Peru/);
   await group.locator(`a[href="/c/${CHANNEL}"] .badge.live`).waitFor();
+  // the tile shows the channel's poster, a frame of the live picture (640x360 here)
+  await page.waitForFunction(() => {
+    const img = document.querySelector('img.poster');
+    return img && img.complete && img.naturalWidth === 640;
+  }, null, { timeout: 20000 });
   await shot(page, 'directory-phone.png');
 });
 
@@ -212,10 +217,15 @@ test('the pages fit a phone (390×844)', async () => {
   await shot(consul, 'console-phone.png');
 });
 
-test('the viewer shows offline when the host stops and resumes by itself', async () => {
+test('the viewer shows offline when the host stops, offers the replay, and resumes by itself', async () => {
   const alice = stack.alice;
   encoder.kill('SIGKILL');
   await alice.locator('#offline').waitFor({ state: 'visible', timeout: 30000 });
+  // after the show the product pinned during it has its replay clip, and it plays
+  const clip = alice.locator('#highlights figure.clip', { hasText: 'Geisha' });
+  await clip.waitFor({ timeout: 30000 });
+  await alice.waitForFunction(() => document.querySelector('#clips video').duration > 1, null, { timeout: 15000 });
+  await shot(alice, 'viewer-replay.png');
   encoder = stack.publish(stack.streamKey);
   await alice.locator('#offline').waitFor({ state: 'hidden', timeout: 30000 });
   const t1 = await videoTime(alice);
