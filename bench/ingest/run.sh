@@ -82,7 +82,9 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --daemonize yes \
   --pidfile "$work/redis.pid" --dir "$work" >/dev/null
 sleep 0.3
 export SILKLIVE_SECRET=bench-secret
-taskset -c 0 build/silklive serve --listen "127.0.0.1:$SL_PORT" --rtmp-listen "127.0.0.1:$RTMP_PORT" \
+# Passthrough only, like nginx-rtmp's hls: no ladder, no poster.
+printf '[transcode]\nladder =\nposter_s = 0\n' >"$work/silklive.ini"
+taskset -c 0 build/silklive serve --config "$work/silklive.ini" --listen "127.0.0.1:$SL_PORT" --rtmp-listen "127.0.0.1:$RTMP_PORT" \
   --redis "redis://127.0.0.1:$REDIS_PORT" --data-dir "$work/data" --media-dir "$work/media" \
   --modules commerce,transcode,ingest --log-level warning &
 SL_PID=$!

@@ -202,6 +202,73 @@ test('a pinned product appears when playback reaches its program-date-time', asy
   await alice.locator('#pin-slot .pinned', { hasText: 'Geisha' }).waitFor();
 });
 
+test('a chat reconnect recovers what was missed with since, once', async () => {
+  const alice = stack.alice;
+  const bob = stack.bob;
+  // Alice's connection drops; Bob speaks while she is away; she comes back on her own.
+  await alice.evaluate(() => window.silklive.room.ws.close());
+  const text = `mientras tanto ${Date.now()}`;
+  await bob.fill('#chat-input', text);
+  await bob.press('#chat-input', 'Enter');
+  await alice.locator('#messages .msg', { hasText: text }).waitFor({ timeout: 15000 });
+  await alice.waitForTimeout(1500);
+  assert.equal(await alice.locator('#messages .msg', { hasText: text }).count(), 1, 'recovered exactly once');
+});
+
+test('the console creates a channel and a product, rotates the key, and moderates chat', async () => {
+  const consul = await open(`/console#token=${tokens.consul}`, { width: 1280, height: 1000 });
+  await consul.locator('#channel-form').waitFor();
+  await consul.fill('#channel-form [name=id]', 'pe-cacao');
+  await consul.fill('#channel-form [name=en]', 'Cacao from Cusco');
+  await consul.fill('#channel-form [name=zh]', '库斯科可可');
+  await consul.click('#channel-form button[type=submit]');
+  await consul.locator('#channels tr[data-channel="pe-cacao"]').waitFor();
+  await consul.locator('#ws-title', { hasText: 'pe-cacao' }).waitFor();
+  const rtmp = await consul.locator('#rtmp-url').innerText();
+  assert.match(rtmp, /^rtmp:\/\/.+\/live$/);
+  const key1 = await consul.locator('#stream-key').innerText();
+  assert.match(key1, /^sk_[A-Za-z0-9_-]{20,}$/);
+  consul.once('dialog', (d) => d.accept());
+  await consul.click('#rotate-key');
+  await consul.waitForFunction((k) => document.querySelector('#stream-key').textContent !== k, key1);
+  const key2 = await consul.locator('#stream-key').innerText();
+  const doc = await stack.call('GET', '/api/v1/channels/pe-cacao', null, tokens.consul);
+  assert.equal(doc.stream_key, key2, 'the console shows the key the server now holds');
+
+  await consul.fill('#product-form [name=sku]', 'pe-quinoa-3');
+  await consul.fill('#product-form [name=en]', 'Red quinoa, 1 kg');
+  await consul.fill('#product-form [name=price]', '24.50');
+  await consul.fill('#product-form [name=cny]', '45.00');
+  await consul.click('#product-form button[type=submit]');
+  await consul.locator('#products tr', { hasText: 'pe-quinoa-3' }).waitFor();
+  const product = await stack.call('GET', '/api/v1/products/pe-quinoa-3');
+  assert.deepEqual(product.price, { amount_minor: 2450, currency: 'PEN' });
+  assert.equal(product.price_cny_fen, 4500);
+
+  // Moderation, on the live channel: the consul deletes Bob's message; every viewer sees it go.
+  await consul.locator(`#channels tr[data-channel="${CHANNEL}"] button`).click();
+  await consul.locator('#ws-title', { hasText: CHANNEL }).waitFor();
+  const text = `spam spam ${Date.now()}`;
+  await stack.bob.fill('#chat-input', text);
+  await stack.bob.press('#chat-input', 'Enter');
+  const line = consul.locator('#mod-messages .msg', { hasText: text });
+  await line.waitFor({ timeout: 10000 });
+  await line.locator('button', { hasText: 'delete' }).click();
+  const gone = stack.alice.locator('#messages .msg', { hasText: text });
+  await stack.alice.locator('#messages .msg .muted', { hasText: 'message removed' }).last().waitFor({ timeout: 10000 });
+  assert.equal(await gone.count(), 0);
+});
+
+test('sign-out forgets the token and leaves read-only chat', async () => {
+  const page = await open(`/c/${CHANNEL}#token=${tokens.carol}`);
+  await page.locator('#signout').click();
+  assert.equal(await page.evaluate(() => localStorage.getItem('silklive.token')), null);
+  await page.locator('#chat-signin').waitFor();
+  assert.equal(await page.locator('#chat-form').isVisible(), false);
+  await page.reload();
+  await page.locator('#signin').waitFor();
+});
+
 test('the pages fit a phone (390×844)', async () => {
   const viewer = await open(`/c/${CHANNEL}#token=${tokens.bob}`, PHONE, { isMobile: true, hasTouch: true });
   await waitPlaying(viewer, 1);
