@@ -116,3 +116,15 @@ int hls_write_atomic(const char *path, const char *text, size_t len, GError **er
                ? SL_OK
                : SL_ERR;
 }
+
+void hls_write_text(const char *channel, const char *dir, const char *name, GString *text)
+{
+    char *path = g_build_filename(dir, name, NULL);
+    GError *e = NULL;
+    if (hls_write_atomic(path, text->str, text->len, &e) != SL_OK) {
+        g_warning("channel %s: cannot write %s: %s", channel, path, e->message);
+        g_error_free(e);
+    }
+    g_free(path);
+    g_string_free(text, TRUE);
+}

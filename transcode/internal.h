@@ -43,6 +43,8 @@ int64_t hls_playlist_next_seq(const struct hls_playlist *p);
 GString *hls_playlist_render(const struct hls_playlist *p);
 /* Write text to path atomically (temp file + rename), so players never read half a playlist. */
 int hls_write_atomic(const char *path, const char *text, size_t len, GError **err);
+/* hls_write_atomic of text (consumed) to dir/name; a failure is logged, players keep the old. */
+void hls_write_text(const char *channel, const char *dir, const char *name, GString *text);
 
 /* ---- pipeline (pipeline.c) ---- */
 

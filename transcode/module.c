@@ -145,22 +145,9 @@ static void remove_media(struct hls_channel *ch)
     g_dir_close(top);
 }
 
-/* Write a playlist (text is consumed) to dir/name; a failure is logged, players keep the old. */
-static void write_text(struct hls_channel *ch, const char *dir, const char *name, GString *text)
-{
-    char *path = g_build_filename(dir, name, NULL);
-    GError *e = NULL;
-    if (hls_write_atomic(path, text->str, text->len, &e) != SL_OK) {
-        g_warning("channel %s: cannot write %s: %s", ch->id, path, e->message);
-        g_error_free(e);
-    }
-    g_free(path);
-    g_string_free(text, TRUE);
-}
-
 static void write_playlist(struct hls_channel *ch, struct rendition *r)
 {
-    write_text(ch, r->dir, "index.m3u8", hls_playlist_render(&r->playlist));
+    hls_write_text(ch->id, r->dir, "index.m3u8", hls_playlist_render(&r->playlist));
 }
 
 /* Every rendition with a listed segment, best first (players start with the first). */
@@ -181,7 +168,7 @@ static void write_master(struct hls_channel *ch)
             g_string_append_printf(text, ",FRAME-RATE=%.3f", (double)r->fps_n / r->fps_d);
         g_string_append_printf(text, "\n%s/index.m3u8\n", r->name);
     }
-    write_text(ch, ch->dir, "master.m3u8", text);
+    hls_write_text(ch->id, ch->dir, "master.m3u8", text);
 }
 
 /* ---- live state ---- */

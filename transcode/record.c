@@ -84,15 +84,7 @@ static void store_broadcast(struct recording *rec)
 
 static void write_vod_playlist(struct recording *rec)
 {
-    GString *text = hls_playlist_render(&rec->playlist);
-    char *path = g_build_filename(rec->dir, "index.m3u8", NULL);
-    GError *e = NULL;
-    if (hls_write_atomic(path, text->str, text->len, &e) != SL_OK) {
-        g_warning("channel %s: cannot write %s: %s", rec->channel, path, e->message);
-        g_error_free(e);
-    }
-    g_free(path);
-    g_string_free(text, TRUE);
+    hls_write_text(rec->channel, rec->dir, "index.m3u8", hls_playlist_render(&rec->playlist));
 }
 
 /* ---- clips ---- */

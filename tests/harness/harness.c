@@ -455,3 +455,34 @@ long long harness_metric(int port, const char *series)
     harness_response_free(&r);
     return v;
 }
+
+GPid harness_ffmpeg_publish(const char *url, const char *size, int fps, int gop, const char *preset,
+                            int seconds)
+{
+    char *src = g_strdup_printf("testsrc2=size=%s:rate=%d", size, fps);
+    char *t = g_strdup_printf("%d", seconds), *g = g_strdup_printf("%d", gop);
+    const char *argv[] = {"ffmpeg",    "-hide_banner",
+                          "-loglevel", "error",
+                          "-nostdin",  "-re",
+                          "-f",        "lavfi",
+                          "-i",        src,
+                          "-f",        "lavfi",
+                          "-i",        "sine=frequency=440",
+                          "-t",        t,
+                          "-c:v",      "libx264",
+                          "-preset",   preset,
+                          "-g",        g,
+                          "-c:a",      "aac",
+                          "-f",        "flv",
+                          url,         NULL};
+    GPid pid;
+    GError *e = NULL;
+    if (!g_spawn_async(NULL, (char **)argv, NULL,
+                       G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
+                       NULL, NULL, &pid, &e))
+        die("ffmpeg: %s", e->message);
+    g_free(src);
+    g_free(t);
+    g_free(g);
+    return pid;
+}

@@ -75,4 +75,9 @@ long long harness_metric(int port, const char *series);
 struct Suite;
 int harness_run_suite(struct Suite *s);
 
+/* ffmpeg publishing a test pattern (size "WxH", fps, keyframe every gop frames, x264 preset)
+ * and a tone (AAC) to url in real time for seconds; a child to waitpid (stdout discarded). */
+GPid harness_ffmpeg_publish(const char *url, const char *size, int fps, int gop, const char *preset,
+                            int seconds);
+
 #endif

@@ -75,30 +75,9 @@ static char *rtmp_url(const char *key)
 /* ffmpeg -re: a 320x240 test pattern and a tone, x264 + AAC, keyframes every 2 s. */
 static GPid ffmpeg_publish(const char *key, int seconds)
 {
-    char *url = rtmp_url(key), *t = g_strdup_printf("%d", seconds);
-    const char *argv[] = {"ffmpeg",    "-hide_banner",
-                          "-loglevel", "error",
-                          "-nostdin",  "-re",
-                          "-f",        "lavfi",
-                          "-i",        "testsrc2=size=320x240:rate=25",
-                          "-f",        "lavfi",
-                          "-i",        "sine=frequency=440",
-                          "-t",        t,
-                          "-c:v",      "libx264",
-                          "-preset",   "veryfast",
-                          "-g",        "50",
-                          "-c:a",      "aac",
-                          "-f",        "flv",
-                          url,         NULL};
-    GPid pid;
-    GError *e = NULL;
-    ck_assert_msg(
-        g_spawn_async(NULL, (char **)argv, NULL,
-                      G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
-                      NULL, NULL, &pid, &e),
-        "ffmpeg: %s", e ? e->message : "");
+    char *url = rtmp_url(key);
+    GPid pid = harness_ffmpeg_publish(url, "320x240", 25, 50, "veryfast", seconds);
     g_free(url);
-    g_free(t);
     return pid;
 }
 

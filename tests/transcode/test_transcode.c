@@ -91,32 +91,8 @@ static void start_overloaded(void)
 static GPid ffmpeg_publish(const char *key, const char *size, int seconds)
 {
     char *url = g_strdup_printf("rtmp://127.0.0.1:%d/live/%s", rtmp_port, key);
-    char *src = g_strdup_printf("testsrc2=size=%s:rate=30", size),
-         *t = g_strdup_printf("%d", seconds);
-    const char *argv[] = {"ffmpeg",    "-hide_banner",
-                          "-loglevel", "error",
-                          "-nostdin",  "-re",
-                          "-f",        "lavfi",
-                          "-i",        src,
-                          "-f",        "lavfi",
-                          "-i",        "sine=frequency=440",
-                          "-t",        t,
-                          "-c:v",      "libx264",
-                          "-preset",   "ultrafast",
-                          "-g",        "60",
-                          "-c:a",      "aac",
-                          "-f",        "flv",
-                          url,         NULL};
-    GPid pid;
-    GError *e = NULL;
-    ck_assert_msg(
-        g_spawn_async(NULL, (char **)argv, NULL,
-                      G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL,
-                      NULL, NULL, &pid, &e),
-        "ffmpeg: %s", e ? e->message : "");
+    GPid pid = harness_ffmpeg_publish(url, size, 30, 30 * GOP_S, "ultrafast", seconds);
     g_free(url);
-    g_free(src);
-    g_free(t);
     return pid;
 }
 
@@ -365,7 +341,9 @@ START_TEST(ladder_720p_poster_highlight_and_recording)
     ck_assert_str_eq(json_string_value(json_object_get(clip, "sku")), "p1");
     const char *url = json_string_value(json_object_get(clip, "url"));
     ck_assert(g_str_has_prefix(url, "/vod/ch1/"));
-    ck_assert_ptr_nonnull(room_event("ch1", "highlight"));
+    json_t *announced = room_event("ch1", "highlight");
+    ck_assert_ptr_nonnull(announced);
+    json_decref(announced);
     struct harness_response r;
     ck_assert_int_eq(harness_http(sl.port, "GET", url, NULL, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 200);
