@@ -354,8 +354,9 @@ static char *codec_of(const struct remux_output_info *info, const char *fallback
     return g_strdup_printf("avc1.%s%02x", hex, major * 10 + minor);
 }
 
-static void update_rendition(struct hls_channel *ch, transcode_stream *s, remux *rx,
-                             const struct remux_segment *seg, struct rendition *r, double duration)
+static void update_rendition(transcode_stream *s, const struct remux_segment *seg,
+                             const struct remux_output_info *info, struct rendition *r,
+                             double duration)
 {
     GStatBuf st;
     if (duration > 0.1 && g_stat(seg->location, &st) == 0) {
@@ -365,15 +366,13 @@ static void update_rendition(struct hls_channel *ch, transcode_stream *s, remux 
         r->bits += bits;
         r->secs += duration;
     }
-    struct remux_output_info info;
-    remux_output_info(rx, seg->output, &info);
-    if (info.width > 0) {
-        r->width = info.width;
-        r->height = info.height;
+    if (info->width > 0) {
+        r->width = info->width;
+        r->height = info->height;
     }
-    r->fps_n = info.fps_n;
-    r->fps_d = info.fps_d;
-    char *video = seg->output == 0 ? g_strdup(s->video_codec) : codec_of(&info, "avc1.640028");
+    r->fps_n = info->fps_n;
+    r->fps_d = info->fps_d;
+    char *video = seg->output == 0 ? g_strdup(s->video_codec) : codec_of(info, "avc1.640028");
     g_free(r->codecs);
     r->codecs = video[0] && s->audio_codec[0] ? g_strdup_printf("%s,%s", video, s->audio_codec)
                                               : g_strdup(video[0] ? video : s->audio_codec);
@@ -423,7 +422,7 @@ static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
         g_free(old);
     }
     sl_metric_add(ch->tc->m_segments, 1);
-    update_rendition(ch, s, rx, seg, r, duration);
+    update_rendition(s, seg, &info, r, duration);
     write_playlist(ch, r);
     if (!ch->listed && ready_to_list(ch)) { /* the channel is live for viewers */
         ch->listed = TRUE;

@@ -148,7 +148,7 @@ static void clip_thread(gpointer data, gpointer unused)
 }
 
 /* Cut a closed span once the recording reaches its end (or the broadcast is over). */
-static void clip_start(struct recording *rec, const struct span *span)
+static void clip_queue(struct recording *rec, const struct span *span)
 {
     if (span->end - span->start < MIN_CLIP_MS) return;
     struct clip_job *job = g_new0(struct clip_job, 1);
@@ -188,7 +188,7 @@ static void start_covered(struct recording *rec)
     for (guint i = 0; i < rec->waiting->len;) {
         struct span *s = rec->waiting->pdata[i];
         if (rec->ended || s->end <= rec->end_pdt) {
-            clip_start(rec, s);
+            clip_queue(rec, s);
             g_ptr_array_remove_index(rec->waiting, i);
         } else {
             i++;
