@@ -112,8 +112,9 @@ int remux_take_overruns(remux *r);
 
 /* Parse "720p:2500,480p:1200,360p:700" (height p : kbps). FALSE with *err naming the bad part. */
 gboolean ladder_parse(const char *spec, GArray *rungs, GError **err);
-/* The rungs of `ladder` (struct remux_rung) that fit a source of width x height: at most its
- * height, the width keeping its aspect, rounded to even. Returns how many were written. */
+/* The rungs of `ladder` (struct remux_rung) that fit a source of width x height: a rung's
+ * "height" is the short side (so portrait sources keep their orientation), at most the source's,
+ * the long side keeping the aspect, both even. Returns how many were written. */
 int ladder_fit(const GArray *ladder, int width, int height, struct remux_rung *out, int max);
 /* Width and height from an FLV AVC sequence header (AVCDecoderConfigurationRecord), cropping
  * applied. FALSE when it holds no parsable SPS. */

@@ -45,12 +45,18 @@ int ladder_fit(const GArray *ladder, int width, int height, struct remux_rung *o
 {
     int n = 0;
     if (width <= 0 || height <= 0) return 0;
+    /* "720p" names the short side: a phone held upright (720x1280) gets 720x1280, not 405x720 */
+    gboolean portrait = height > width;
+    int shorter = portrait ? width : height, longer = portrait ? height : width;
     for (guint i = 0; i < ladder->len && n < max; i++) {
         struct remux_rung r = g_array_index(ladder, struct remux_rung, i);
-        if (r.height > height) continue; /* never upscale */
-        r.width = (int)((int64_t)width * r.height / height);
-        r.width += r.width & 1; /* x264 wants even sizes */
-        r.height += r.height & 1;
+        int side = r.height;          /* the short side the rung asks for */
+        if (side > shorter) continue; /* never upscale */
+        int across = (int)((int64_t)longer * side / shorter);
+        across += across & 1; /* x264 wants even sizes */
+        side += side & 1;
+        r.width = portrait ? side : across;
+        r.height = portrait ? across : side;
         out[n++] = r;
     }
     return n;

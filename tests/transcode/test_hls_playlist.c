@@ -164,6 +164,13 @@ START_TEST(ladder_parse_and_fit)
     ck_assert_int_eq(ladder_fit(l, 1000, 720, out, 8), 3);
     ck_assert_int_eq(out[1].width % 2, 0);
     ck_assert_int_eq(ladder_fit(l, 0, 0, out, 8), 0);
+    /* a phone held upright: 720x1280 keeps its orientation in every rung */
+    ck_assert_int_eq(ladder_fit(l, 720, 1280, out, 8), 3);
+    ck_assert_int_eq(out[0].width, 720);
+    ck_assert_int_eq(out[0].height, 1280);
+    ck_assert_int_eq(out[2].width, 360);
+    ck_assert_int_eq(out[2].height, 640);
+    ck_assert_str_eq(out[2].name, "360p");
     g_array_unref(l);
 }
 END_TEST

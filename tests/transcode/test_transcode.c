@@ -1,8 +1,8 @@
 /* Integration tests of the ladder with real encoders: ffmpeg publishes 720p30 and 1080p30 test
  * sources to the real silklive; every rung is checked with ffprobe (its size, clean decoding),
  * segment boundaries are compared across rungs, the master playlist's attributes, the poster,
- * a pin→unpin highlight clip, the broadcast's VOD recording, a pavilion's own ladder, and
- * shedding and restoring rungs when encoding cannot keep up. */
+ * a pin→unpin highlight clip, the broadcast's VOD recording, a pavilion's own ladder, a portrait
+ * source, and shedding and restoring rungs when encoding cannot keep up. */
 #include "core/core.h"
 #include "harness/harness.h"
 
@@ -419,6 +419,20 @@ START_TEST(a_pavilion_has_its_own_ladder)
 }
 END_TEST
 
+/* Hosts stream from phones held upright: a rung keeps the orientation, its "240p" the short
+ * side. */
+START_TEST(a_portrait_source_keeps_its_orientation)
+{
+    char *key = create_channel("PE", "ch3");
+    GPid pid = ffmpeg_publish(key, "360x640", 10);
+    const char *rungs[] = {"240p"};
+    const char *sizes[] = {"240x426"};
+    check_ladder("ch3", rungs, sizes, 1);
+    reap(pid);
+    g_free(key);
+}
+END_TEST
+
 START_TEST(overload_sheds_rungs_keeps_the_source_and_restores)
 {
     char *key = create_channel("CL", "ch1");
@@ -462,6 +476,7 @@ static Suite *transcode_suite(void)
     tcase_add_test(tc, ladder_720p_poster_highlight_and_recording);
     tcase_add_test(tc, ladder_1080p);
     tcase_add_test(tc, a_pavilion_has_its_own_ladder);
+    tcase_add_test(tc, a_portrait_source_keeps_its_orientation);
     suite_add_tcase(s, tc);
     TCase *load = tcase_create("overload");
     tcase_add_checked_fixture(load, start_overloaded, stop);
