@@ -59,35 +59,76 @@ export async function waitFor(what, fn, timeoutMs = 15000, everyMs = 100) {
   }
 }
 
-// One stack: redis-server, silklive with every module (config: text of an extra config file),
-// and helpers to call its API.
-export async function startStack({ config = '' } = {}) {
-  const silklive = process.env.SILKLIVE;
-  if (!silklive) throw new Error('SILKLIVE must name the silklive binary');
-  const dir = mkdtempSync(join(tmpdir(), 'silklive-web-'));
-  const redisPort = await freePort();
-  run('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], join(dir, 'redis.log'));
-  await waitFor('redis-server', () => portOpen(redisPort));
-  const httpPort = await freePort();
-  const rtmpPort = await freePort();
-  const secret = 'web-test-secret-' + Math.random().toString(16).slice(2);
-  const configPath = join(dir, 'silklive.conf');
-  writeFileSync(configPath, config);
-  const server = run(silklive, ['serve', '--config', configPath, '--listen', `127.0.0.1:${httpPort}`, '--rtmp-listen', `127.0.0.1:${rtmpPort}`,
-    '--redis', `redis://127.0.0.1:${redisPort}`, '--data-dir', join(dir, 'data'), '--media-dir', join(dir, 'media'), '--secret', secret],
-  join(dir, 'silklive.log'));
-  const base = `http://127.0.0.1:${httpPort}`;
-  await waitFor('silklive /readyz', async () => {
+async function httpReady(base) {
+  await waitFor(`${base}/readyz`, async () => {
     try {
       return (await fetch(`${base}/readyz`)).ok;
     } catch {
       return false;
     }
   }, 20000);
+}
+
+// A cluster: one redis-server and any number of silklive nodes sharing it (and one secret), and
+// optionally an nginx edge in front (deploy/nginx/edge.conf). Every child is stopped by stop().
+export async function startCluster() {
+  const silklive = process.env.SILKLIVE;
+  if (!silklive) throw new Error('SILKLIVE must name the silklive binary');
+  const dir = mkdtempSync(join(tmpdir(), 'silklive-web-'));
+  const redisPort = await freePort();
+  run('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], join(dir, 'redis.log'));
+  await waitFor('redis-server', () => portOpen(redisPort));
+  const secret = 'web-test-secret-' + Math.random().toString(16).slice(2);
+  let nodes = 0;
+
+  // A silklive node with the given modules (default all) and extra config text.
+  async function node({ modules, config = '' } = {}) {
+    const name = `node${++nodes}`;
+    const httpPort = await freePort();
+    const rtmpPort = await freePort();
+    const configPath = join(dir, `${name}.conf`);
+    writeFileSync(configPath, config);
+    const args = ['serve', '--config', configPath, '--listen', `127.0.0.1:${httpPort}`, '--rtmp-listen', `127.0.0.1:${rtmpPort}`,
+      '--redis', `redis://127.0.0.1:${redisPort}`, '--data-dir', join(dir, name), '--media-dir', join(dir, `${name}-media`), '--secret', secret];
+    if (modules) args.push('--modules', modules);
+    const proc = run(silklive, args, join(dir, `${name}.log`));
+    const base = `http://127.0.0.1:${httpPort}`;
+    await httpReady(base);
+    return { name, base, httpPort, rtmpPort, proc, mediaDir: join(dir, `${name}-media`) };
+  }
+
+  // nginx with deploy/nginx/edge.conf and the given upstreams: {web, chat, media} → [base URLs].
+  async function edge(upstreams) {
+    const port = await freePort();
+    const hostport = (b) => b.replace(/^http:\/\//, '');
+    const ups = Object.entries(upstreams).map(([k, list]) => `upstream silklive_${k} { ${list.map((b) => `server ${hostport(b)};`).join(' ')} }`).join('\n  ');
+    const conf = join(dir, 'nginx.conf');
+    writeFileSync(conf, `daemon off;
+${process.getuid() === 0 ? 'user root;' : ''}
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log ${dir}/nginx-access.log;
+  client_body_temp_path ${dir}/nginx-body;
+  proxy_temp_path ${dir}/nginx-proxy;
+  proxy_cache_path ${dir}/nginx-cache keys_zone=silklive_hls:8m max_size=256m inactive=10m;
+  ${ups}
+  server {
+    listen 127.0.0.1:${port};
+    include ${new URL('../../deploy/nginx/edge.conf', import.meta.url).pathname};
+  }
+}
+`);
+    run('nginx', ['-c', conf, '-e', join(dir, 'nginx-error.log')], join(dir, 'nginx.log'));
+    await waitFor('nginx', () => portOpen(port));
+    return `http://127.0.0.1:${port}`;
+  }
 
   const token = (role, sub, extra = []) => execFileSync(silklive, ['token', '--role', role, '--sub', sub, '--secret', secret, '--name', sub, ...extra]).toString().trim();
 
-  async function call(method, path, body, tok, headers = {}) {
+  async function call(base, method, path, body, tok, headers = {}) {
     const res = await fetch(base + path, {
       method,
       headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(tok ? { authorization: `Bearer ${tok}` } : {}), ...headers },
@@ -99,14 +140,14 @@ export async function startStack({ config = '' } = {}) {
   }
 
   // Publishes a 640x360 test pattern with a tone, x264 + AAC, as a host's encoder would.
-  function publish(streamKey) {
+  function publish(rtmpPort, streamKey) {
     return run('ffmpeg', ['-nostdin', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25',
       '-f', 'lavfi', '-i', 'sine=frequency=440', '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '50',
       '-c:a', 'aac', '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/${streamKey}`], join(dir, 'ffmpeg.log'));
   }
 
-  // SIGTERM in reverse start order (encoders, silklive, Redis), each waited for, so silklive
-  // ends its playlists against a live Redis before the directory goes.
+  // SIGTERM in reverse start order (edge, encoders, silklive nodes, Redis), each waited for, so
+  // silklive ends its playlists against a live Redis before the directory goes.
   async function stop() {
     for (const c of children.splice(0).reverse()) {
       if (c.exitCode !== null) continue;
@@ -116,7 +157,20 @@ export async function startStack({ config = '' } = {}) {
     if (!process.env.KEEP_TMP) rmSync(dir, { recursive: true, force: true });
   }
 
-  return { base, dir, token, call, publish, stop, server };
+  return { dir, node, edge, token, call, publish, stop };
+}
+
+// One all-in-one node on its own Redis, with the helpers bound to it.
+export async function startStack({ config = '' } = {}) {
+  const cluster = await startCluster();
+  const n = await cluster.node({ config });
+  return {
+    ...cluster,
+    base: n.base,
+    server: n.proc,
+    call: (...args) => cluster.call(n.base, ...args),
+    publish: (key) => cluster.publish(n.rtmpPort, key),
+  };
 }
 
 process.on('exit', () => {
