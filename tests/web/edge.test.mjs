@@ -98,9 +98,30 @@ test('viewers on two chat nodes chat, and buy, all through the edge', async () =
   await luis.locator('#checkout[open] #pay').click();
   const order = await luis.locator('#checkout .order-id').innerText({ timeout: 10000 });
   assert.match(order, /^Order \S+/);
+  await luis.locator('#checkout button', { hasText: 'Close' }).click();
   // the stock change reached the other chat node's viewer too
   await ana.locator(`[data-sale="${sale.id}"] .stock-text`, { hasText: '4 of 5 left' }).waitFor({ timeout: 10000 });
   const orders = await cluster.call(edge, 'GET', `/api/v1/orders?sale=${sale.id}`, null, tokens.consul);
   assert.equal(orders.orders.length, 1);
   assert.equal(orders.orders[0].user, 'luis');
+});
+
+test('a chat node killed with -9: its viewers reconnect to the other through the edge and miss nothing', async () => {
+  const [ana, luis] = pages;
+  nodes.chat1.proc.kill('SIGKILL');
+  // the viewer whose socket was on the dead node notices; the other one stays connected
+  const cut = await Promise.any([ana, luis].map(async (p) => {
+    await p.waitForFunction(() => document.querySelector('#chat-status').textContent !== '', null, { timeout: 5000 });
+    return p;
+  }));
+  const other = cut === ana ? luis : ana;
+  const text = `while you were away ${Date.now()}`;
+  await other.fill('#chat-input', text);
+  await other.press('#chat-input', 'Enter');
+  await other.locator('#messages .msg', { hasText: text }).waitFor({ timeout: 10000 });
+  await cut.waitForFunction(() => document.querySelector('#chat-status').textContent === '', null, { timeout: 15000 });
+  await cut.locator('#messages .msg', { hasText: text }).waitFor({ timeout: 10000 });
+  await cut.waitForTimeout(1000);
+  assert.equal(await cut.locator('#messages .msg', { hasText: text }).count(), 1, 'recovered exactly once');
+  assert.ok((await metric(nodes.chat2.base, 'silklive_chat_connections')) >= 2, 'both viewers now on the surviving node');
 });
