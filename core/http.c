@@ -591,7 +591,10 @@ int http_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
         g_byte_array_append(s->req->body, in, (guint)len);
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (s->req == NULL || s->req->phase != REPLY_NONE) return 0;
+        /* Only a request that waited for its body: one with "Content-Length: 0" (what browsers
+         * send for a POST without one) was dispatched at its headers, and its handler may still
+         * be waiting on Redis, so it must not run a second time. */
+        if (s->req == NULL || s->req->phase != REPLY_NONE || !s->req->body_expected) return 0;
         return dispatch(s->req, wsi);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return on_writeable(s, wsi);

@@ -291,7 +291,7 @@ test('the viewer shows offline when the host stops, offers the replay, and resum
   await alice.locator('#offline').waitFor({ state: 'visible', timeout: 30000 });
   // after the show the product pinned during it has its replay clip, and it plays
   const clip = alice.locator('#highlights figure.clip', { hasText: 'Geisha' });
-  await clip.waitFor({ timeout: 30000 });
+  await clip.waitFor({ timeout: 60000 });
   await alice.waitForFunction(() => document.querySelector('#clips video').duration > 1, null, { timeout: 15000 });
   await shot(alice, 'viewer-replay.png');
   encoder = stack.publish(stack.streamKey);
