@@ -392,30 +392,33 @@ START_TEST(ladder_720p_poster_highlight_and_recording)
 }
 END_TEST
 
+/* A new channel of the pavilion publishes a source of `size`; its ladder is the given rungs. */
+static void publish_and_check(const char *pav, const char *channel, const char *size,
+                              const char *const *rungs, const char *const *sizes, int n)
+{
+    char *key = create_channel(pav, channel);
+    GPid pid = ffmpeg_publish(key, size, 14);
+    check_ladder(channel, rungs, sizes, n);
+    reap(pid);
+    g_free(key);
+}
+
 START_TEST(ladder_1080p)
 {
-    char *key = create_channel("CL", "ch1");
-    GPid pid = ffmpeg_publish(key, "1920x1080", 14);
     const char *rungs[] = {"720p", "480p", "360p"};
     const char *sizes[] = {"1280x720", "854x480", "640x360"};
-    check_ladder("ch1", rungs, sizes, 3);
+    publish_and_check("CL", "ch1", "1920x1080", rungs, sizes, 3);
     char *master = get_text("/hls/ch1/master.m3u8");
     ck_assert_ptr_nonnull(strstr(master, "RESOLUTION=1920x1080"));
     g_free(master);
-    reap(pid);
-    g_free(key);
 }
 END_TEST
 
 START_TEST(a_pavilion_has_its_own_ladder)
 {
-    char *key = create_channel("PE", "ch2");
-    GPid pid = ffmpeg_publish(key, "640x360", 10);
     const char *rungs[] = {"240p"};
     const char *sizes[] = {"426x240"};
-    check_ladder("ch2", rungs, sizes, 1);
-    reap(pid);
-    g_free(key);
+    publish_and_check("PE", "ch2", "640x360", rungs, sizes, 1);
 }
 END_TEST
 
@@ -423,13 +426,9 @@ END_TEST
  * side. */
 START_TEST(a_portrait_source_keeps_its_orientation)
 {
-    char *key = create_channel("PE", "ch3");
-    GPid pid = ffmpeg_publish(key, "360x640", 10);
     const char *rungs[] = {"240p"};
     const char *sizes[] = {"240x426"};
-    check_ladder("ch3", rungs, sizes, 1);
-    reap(pid);
-    g_free(key);
+    publish_and_check("PE", "ch3", "360x640", rungs, sizes, 1);
 }
 END_TEST
 
