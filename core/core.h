@@ -11,6 +11,7 @@
 
 struct lws_context;
 struct lws_protocols;
+struct lws;
 struct redisReply;
 
 /* ---- error codes (libuv's contract: negative, passed up unchanged) ---- */
@@ -263,6 +264,10 @@ void sl_server_stop(sl_server *srv);
  * (zero-terminated); vhost_user is what lws_get_vhost_user returns. Call from a module's start. */
 int sl_server_listen_raw(sl_server *srv, const char *what, const char *host, int port,
                          const struct lws_protocols *protocols, void *vhost_user, GError **err);
+/* The per-address connection cap ([limits] connections_per_ip) for a raw vhost: call it from its
+ * protocols[0] callback for FILTER_NETWORK_CONNECTION, WSI_CREATE and WSI_DESTROY; nonzero means
+ * refuse the connection. */
+int sl_server_peer_event(sl_server *srv, struct lws *wsi, int reason, void *user);
 /* A short name of this process unique across nodes (host:pid:random), for leases in Redis. */
 const char *sl_server_node_id(const sl_server *srv);
 

@@ -304,7 +304,7 @@ static sl_http_req *req_new(sl_server *srv, struct lws *wsi, const char *method,
     snapshot_header(req, wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING, "transfer-encoding");
     snapshot_header(req, wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH, "if-none-match");
     snapshot_custom_header(req, wsi, "idempotency-key");
-    snapshot_custom_header(req, wsi, "x-forwarded-for");
+    snapshot_header(req, wsi, WSI_TOKEN_X_FORWARDED_FOR, "x-forwarded-for");
     snapshot_query(req, wsi);
     return req;
 }
@@ -423,6 +423,17 @@ static int on_request(sl_server *srv, struct http_session *s, struct lws *wsi)
         return 0;
     }
     req->body_expected = content_length > 0 || (te && g_ascii_strcasecmp(te, "chunked") == 0);
+    int retry_after_s = 0;
+    if (g_str_has_prefix(req->path, "/api/") &&
+        !peer_limits_take(server_peer_limits(srv), wsi, sl_http_req_header(req, "x-forwarded-for"),
+                          &retry_after_s)) {
+        char *extra = g_strdup_printf("retry-after: %d\r\n", retry_after_s);
+        char *body = sl_http_error_body("rate_limited", "too many requests from this address");
+        req->close_after = req->body_expected;
+        sl_http_reply(req, 429, "application/json", g_bytes_new_take(body, strlen(body)), extra);
+        g_free(extra);
+        return 0;
+    }
 
     GString *allow = g_string_new(NULL);
     enum route_result rr =
@@ -579,6 +590,10 @@ int http_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
     sl_server *srv = vh ? lws_get_vhost_user(vh) : NULL;
 
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+    case LWS_CALLBACK_WSI_CREATE:
+    case LWS_CALLBACK_WSI_DESTROY:
+        return srv ? peer_limits_event(server_peer_limits(srv), wsi, reason, user) : 0;
     case LWS_CALLBACK_HTTP:
         return on_request(srv, s, wsi);
     case LWS_CALLBACK_HTTP_BODY:

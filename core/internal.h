@@ -43,6 +43,19 @@ const char *server_secret(const sl_server *srv);
 const char *server_web_root(const sl_server *srv);
 const char *server_media_root(const sl_server *srv);
 
+/* ---- per-address limits (peer.c) ---- */
+struct peer_limits;
+/* From the [limits] section; NULL with *err set when a value is invalid. */
+struct peer_limits *peer_limits_new(const struct sl_config *c, GError **err);
+void peer_limits_free(struct peer_limits *p);
+/* Feed FILTER_NETWORK_CONNECTION, WSI_CREATE and WSI_DESTROY of a vhost's protocols[0]; nonzero
+ * refuses the connection (its address has too many open). p may be NULL. */
+int peer_limits_event(struct peer_limits *p, struct lws *wsi, int reason, void *user);
+/* One API request of the client on wsi; FALSE (and *retry_after_s) when over its rate. */
+gboolean peer_limits_take(struct peer_limits *p, struct lws *wsi, const char *forwarded_for,
+                          int *retry_after_s);
+struct peer_limits *server_peer_limits(sl_server *srv);
+
 /* ---- Redis (redis.c) ---- */
 sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError **err);
 /* Run ctx until the first connection succeeds or fails. SL_OK or SL_ERR (*err names the cause). */

@@ -28,16 +28,27 @@ struct sl_server {
     GArray *protocols;  /* owned struct lws_protocols, zero-terminated at start */
     GPtrArray *modules; /* const struct sl_module*, enabled ones, in start order */
     void *module_data[MODULE_SLOTS];
-    struct lws_context *lws;  /* owned */
-    sl_redis *redis;          /* owned */
-    sl_redis *pubsub;         /* owned; subscriber connection */
-    char *node_id;            /* owned */
-    embedded_redis *embedded; /* owned */
+    struct lws_context *lws;   /* owned */
+    sl_redis *redis;           /* owned */
+    sl_redis *pubsub;          /* owned; subscriber connection */
+    char *node_id;             /* owned */
+    embedded_redis *embedded;  /* owned */
+    struct peer_limits *peers; /* owned */
     int lock_fd;
     guint sig_term, sig_int;
     gboolean started, stopping;
     gint64 started_us;
 };
+
+struct peer_limits *server_peer_limits(sl_server *srv)
+{
+    return srv->peers;
+}
+
+int sl_server_peer_event(sl_server *srv, struct lws *wsi, int reason, void *user)
+{
+    return peer_limits_event(srv->peers, wsi, reason, user);
+}
 
 router *server_router(sl_server *srv)
 {
@@ -409,6 +420,11 @@ int sl_server_start(sl_server *srv, GError **err, int *exit_code)
     sl_http_route(srv, "GET", "/readyz", handle_readyz, srv);
     sl_http_route(srv, "GET", "/metrics", handle_metrics, srv);
 
+    srv->peers = peer_limits_new(c, err);
+    if (srv->peers == NULL) {
+        *exit_code = SL_EXIT_USAGE;
+        return SL_ERR;
+    }
     if (start_redis(srv, err) != SL_OK) return SL_ERR;
     if (start_lws(srv, err) != SL_OK) return SL_ERR;
     for (guint i = 0; i < srv->modules->len; i++) {
@@ -467,6 +483,7 @@ void sl_server_free(sl_server *srv)
      * whose in-flight commands are answered now, while the modules they call back into still
      * exist; only then the modules. */
     if (srv->lws) lws_context_destroy(srv->lws);
+    peer_limits_free(srv->peers); /* after lws: closing connections still report to it */
     redis_free(srv->pubsub);
     srv->pubsub = NULL;
     redis_free(srv->redis);

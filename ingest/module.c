@@ -330,6 +330,10 @@ static int rtmp_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     struct ingest *ing = lws_get_vhost_user(lws_get_vhost(wsi));
     struct rtmp_conn *c = slot ? slot->c : NULL;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+    case LWS_CALLBACK_WSI_CREATE:
+    case LWS_CALLBACK_WSI_DESTROY:
+        return ing ? sl_server_peer_event(ing->srv, wsi, reason, user) : 0;
     case LWS_CALLBACK_RAW_ADOPT:
         if (ing == NULL) return -1;
         if ((int64_t)g_hash_table_size(ing->conns) >= ing->max_connections) {

@@ -3,9 +3,14 @@
 #include "core/core.h"
 #include "harness/harness.h"
 
+#include <arpa/inet.h>
 #include <check.h>
+#include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -246,6 +251,111 @@ START_TEST(readyz_follows_redis)
 }
 END_TEST
 
+/* ---- per-address limits ([limits]) ---- */
+
+/* silklive on redis with a config file of the given text. */
+static void start_with_config(const char *text)
+{
+    harness_redis_start(&redis, NULL);
+    char *dir = harness_tmpdir();
+    char *path = g_build_filename(dir, "silklive.conf", NULL);
+    ck_assert(g_file_set_contents(path, text, -1, NULL));
+    char url[64];
+    g_snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis.port);
+    const char *args[] = {"--redis", url, "--secret", "s", "--config", path, NULL};
+    ck_assert_msg(harness_silklive_start(&sl, args, NULL), "silklive did not start");
+    g_free(path);
+    g_free(dir);
+}
+
+static int connect_loopback(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* The status of one API call with an optional X-Forwarded-For; *retry_after gets the header. */
+static int api_status(const char *forwarded_for, char **retry_after)
+{
+    char headers[128] = "";
+    if (forwarded_for)
+        g_snprintf(headers, sizeof headers, "X-Forwarded-For: %s\r\n", forwarded_for);
+    struct harness_response r;
+    if (harness_http(sl.port, "GET", "/api/v1/pavilions", headers, NULL, 0, &r) != 0) return -1;
+    int status = r.status;
+    if (status == 429) assert_error(&r, 429, "rate_limited");
+    if (retry_after) *retry_after = harness_header(&r, "retry-after");
+    harness_response_free(&r);
+    return status;
+}
+
+START_TEST(connections_and_api_rate_per_address)
+{
+    start_with_config("[limits]\ntrusted_proxies =\nconnections_per_ip = 4\n"
+                      "api_rate_per_ip = 2\napi_burst_per_ip = 5\n");
+    /* Four connections that send nothing take the address's four places... */
+    int held[4];
+    for (int i = 0; i < 4; i++)
+        held[i] = connect_loopback(sl.port);
+    g_usleep(200000);
+    /* ...so a fifth is closed before it is read: no reply at all. */
+    size_t n = 99;
+    const char *get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    char *reply = harness_raw(sl.port, get, strlen(get), &n);
+    ck_assert_uint_eq(n, 0);
+    g_free(reply);
+    close(held[0]);
+    g_usleep(300000); /* a freed place is given back */
+    assert_still_serving();
+    for (int i = 1; i < 4; i++)
+        close(held[i]);
+    g_usleep(300000);
+    ck_assert_int_ge(harness_metric(sl.port, "silklive_peer_connections_refused_total"), 1);
+
+    /* The API: a burst of five, then 429 with Retry-After; static and operations paths are not
+     * counted. */
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(api_status(NULL, NULL), 200);
+    char *retry = NULL;
+    ck_assert_int_eq(api_status(NULL, &retry), 429);
+    ck_assert_ptr_nonnull(retry);
+    ck_assert_int_ge(atoi(retry), 1);
+    g_free(retry);
+    assert_still_serving();
+    /* Nor can a direct client escape by claiming to be forwarded. */
+    ck_assert_int_eq(api_status("203.0.113.9", NULL), 429);
+    g_usleep(1100000); /* two tokens a second */
+    ck_assert_int_eq(api_status(NULL, NULL), 200);
+    ck_assert_int_ge(harness_metric(sl.port, "silklive_peer_requests_limited_total"), 2);
+}
+END_TEST
+
+START_TEST(trusted_proxy_forwards_the_client)
+{
+    /* The default trusts loopback: the edge runs there. */
+    start_with_config("[limits]\nconnections_per_ip = 2\napi_rate_per_ip = 1\n"
+                      "api_burst_per_ip = 3\n");
+    int held[4];
+    for (int i = 0; i < 4; i++)
+        held[i] = connect_loopback(sl.port);
+    g_usleep(200000);
+    assert_still_serving(); /* a proxy's connections are not capped */
+    for (int i = 0; i < 4; i++)
+        close(held[i]);
+    /* The client is the last address the proxy appended; what the client wrote before it is
+     * its own claim and does not count. */
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(api_status("10.9.9.9, 198.51.100.7", NULL), 200);
+    ck_assert_int_eq(api_status("10.1.1.1, 198.51.100.7", NULL), 429);
+    ck_assert_int_eq(api_status("198.51.100.8", NULL), 200); /* another client */
+    for (int i = 0; i < 6; i++) /* a local tool without the header is not limited */
+        ck_assert_int_eq(api_status(NULL, NULL), 200);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("http");
@@ -261,5 +371,11 @@ int main(void)
     tcase_add_test(tc, static_media_without_traversal);
     tcase_add_test(tc, readyz_follows_redis);
     suite_add_tcase(s, tc);
+    TCase *limits = tcase_create("limits");
+    tcase_set_timeout(limits, 120);
+    tcase_add_checked_fixture(limits, NULL, stop);
+    tcase_add_test(limits, connections_and_api_rate_per_address);
+    tcase_add_test(limits, trusted_proxy_forwards_the_client);
+    suite_add_tcase(s, limits);
     return harness_run_suite(s);
 }

@@ -114,6 +114,8 @@ http {
   client_body_temp_path ${dir}/nginx-body;
   proxy_temp_path ${dir}/nginx-proxy;
   proxy_cache_path ${dir}/nginx-cache keys_zone=silklive_hls:8m max_size=256m inactive=10m;
+  limit_conn_zone $binary_remote_addr zone=silklive_conn:1m;
+  limit_req_zone  $binary_remote_addr zone=silklive_api:1m rate=50r/s;
   ${ups}
   server {
     listen 127.0.0.1:${port};
