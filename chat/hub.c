@@ -7,6 +7,7 @@
 #include <hiredis/hiredis.h>
 #include <libwebsockets.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define BATCH_MAX           16384 /* bytes of queued frames written in one go */
 #define PRESENCE_STALE_MS   5000
@@ -1007,10 +1008,17 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             return 1;
         return 0;
     }
-    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_ESTABLISHED: {
         if (chat == NULL) return -1;
+        /* Bound what the kernel holds for a viewer who stops reading: the queue above it
+         * then fills, and the viewer is cut off, instead of megabytes piling up in socket
+         * buffers that autotuning grows for every stalled phone. */
+        int sndbuf = (int)chat->socket_sndbuf;
+        if (sndbuf > 0)
+            setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
         slot->c = conn_open(chat, wsi);
         return 0;
+    }
     case LWS_CALLBACK_RECEIVE:
         return slot->c ? conn_receive(slot->c, wsi, in, len) : -1;
     case LWS_CALLBACK_RECEIVE_PONG:
@@ -1083,7 +1091,9 @@ static int chat_init(sl_server *srv, GError **err)
         sl_config_get_int(cfg, "chat", "idle_timeout_s", 120, 10, 86400, &chat->idle_timeout_s,
                           err) != SL_OK ||
         sl_config_get_int(cfg, "chat", "frame_rate", 20, 1, 1000000, &chat->frame_rate, err) !=
-            SL_OK)
+            SL_OK ||
+        sl_config_get_int(cfg, "chat", "socket_sndbuf", 65536, 0, 1 << 26, &chat->socket_sndbuf,
+                          err) != SL_OK)
         return SL_ERR;
     struct lws_protocols p = {
         .name = "silklive.v1",

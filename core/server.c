@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -396,6 +397,17 @@ static gboolean on_signal(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
+/* Every viewer is a socket: take the whole descriptor allowance the system grants (the hard
+ * limit, as systemd's LimitNOFILE or ulimit -Hn set it), not the 1024 of the soft default. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        g_warning("cannot raise the open file limit: %s", g_strerror(errno));
+}
+
 static void ensure_dirs(const struct sl_config *c)
 {
     if (g_mkdir_with_parents(c->media_dir, 0755) != 0)
@@ -409,6 +421,7 @@ int sl_server_start(sl_server *srv, GError **err, int *exit_code)
     srv->started_us = g_get_monotonic_time();
     if (probe_listen("HTTP", c->listen_host, c->listen_port, err) != SL_OK) return SL_ERR;
     if (lock_data_dir(srv, err) != SL_OK) return SL_ERR;
+    raise_fd_limit();
     if (sl_config_resolve_secret(c, err) != SL_OK) return SL_ERR;
     ensure_dirs(c);
 

@@ -239,7 +239,10 @@ static void on_media(rtmp_session *s, uint8_t type, uint32_t ts, const uint8_t *
                      void *user)
 {
     struct rtmp_conn *c = user;
-    if (c->stream) transcode_stream_push(c->stream, type, ts, data, len);
+    if (c->stream && transcode_stream_push(c->stream, type, ts, data, len) != SL_OK) {
+        stop_publishing(c); /* the channel cannot go on (its media cannot be written) */
+        conn_close(c, "the stream ended: the server cannot write its media");
+    }
 }
 
 static void on_output(rtmp_session *s, void *user)

@@ -87,6 +87,8 @@ struct remux_events {
     void (*segment)(remux *r, const struct remux_segment *seg, void *user);
     /* on the loop: every output ended (after EOS) or the pipeline failed (error set) */
     void (*done)(remux *r, const char *error, void *user);
+    /* on the loop: a segment file could not be written (errno err) and was not listed */
+    void (*write_failed)(remux *r, int err, void *user);
 };
 
 /* SL_OK when every element the pipeline needs is installed, else SL_ERR naming the package. */

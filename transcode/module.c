@@ -28,7 +28,8 @@ struct transcode {
     GArray *ladder;       /* struct remux_rung: [transcode] ladder */
     GHashTable *ladders;  /* pavilion code -> GArray* of rungs: [ladder] <CODE> = ... */
     GHashTable *channels; /* id -> struct hls_channel (owned) */
-    sl_metric *m_live, *m_segments, *m_dropped, *m_unsupported, *m_failed, *m_shed, *m_restored;
+    sl_metric *m_live, *m_segments, *m_dropped, *m_unsupported, *m_failed, *m_shed, *m_restored,
+        *m_write_failed;
 };
 
 /* One rendition of a channel: its directory, its live playlist and what the master says of it. */
@@ -77,6 +78,7 @@ struct transcode_stream {
     /* overload: rungs shed from the top of the ladder, and when to try them again */
     int shed, n_rungs, quiet_s, behind_s, restore_after_s, since_restore_s;
     gboolean rebuild; /* switch pipelines at the next keyframe */
+    char *failed;     /* owned; why the stream cannot go on (the disk is full), or NULL */
     guint load_timer;
 };
 
@@ -331,6 +333,7 @@ static void stream_free(transcode_stream *s)
     if (s->avc_config) g_bytes_unref(s->avc_config);
     if (s->aac_config) g_bytes_unref(s->aac_config);
     g_free(s->prefix);
+    g_free(s->failed);
     g_free(s);
 }
 
@@ -460,7 +463,18 @@ static void on_done(remux *rx, const char *error, void *user)
     }
 }
 
-static const struct remux_events remux_events = {on_segment, on_done};
+/* Media that cannot be written (a full or broken disk) would leave viewers a playlist that
+ * silently stops: end the stream instead; the publisher is told on its next frame. */
+static void on_write_failed(remux *rx, int err, void *user)
+{
+    transcode_stream *s = user;
+    if (s->failed || s->closed) return;
+    s->failed = g_strdup_printf("cannot write its media: %s", g_strerror(err));
+    sl_metric_add(s->ch->tc->m_write_failed, 1);
+    g_warning("channel %s: %s; ending the stream", s->ch->id, s->failed);
+}
+
+static const struct remux_events remux_events = {on_segment, on_done, on_write_failed};
 
 static const GArray *ladder_for(struct transcode *tc, const char *pavilion)
 {
@@ -646,15 +660,16 @@ static void push_config(transcode_stream *s, GBytes *b, uint8_t type, uint32_t t
     remux_push(s->remux, type, ts, p, n);
 }
 
-void transcode_stream_push(transcode_stream *s, uint8_t type, uint32_t ts_ms, const uint8_t *data,
-                           size_t len)
+int transcode_stream_push(transcode_stream *s, uint8_t type, uint32_t ts_ms, const uint8_t *data,
+                          size_t len)
 {
     struct transcode *tc = s->ch->tc;
-    if (len < 2 || (type != 8 && type != 9)) return;
+    if (s->failed) return SL_ERR;
+    if (len < 2 || (type != 8 && type != 9)) return SL_OK;
     gboolean supported = type == 9 ? (data[0] & 0x0f) == 7 : (data[0] >> 4) == 10;
     if (!supported) { /* HEVC over enhanced RTMP, VP6, MP3, Speex...: not remuxable to TS here */
         sl_metric_add(tc->m_unsupported, 1);
-        return;
+        return SL_OK;
     }
     gboolean config = data[1] == 0;
     gboolean keyframe = type == 9 && (data[0] >> 4) == 1 && !config;
@@ -676,18 +691,19 @@ void transcode_stream_push(transcode_stream *s, uint8_t type, uint32_t ts_ms, co
         s->remux = NULL;
     }
     if (s->remux == NULL) {
-        if (!startable) return;
+        if (!startable) return SL_OK;
         s->rebuild = FALSE;
         GError *e = NULL;
         if (stream_start_pipeline(s, &e) != SL_OK) {
             g_warning("channel %s: cannot build the pipeline: %s", s->ch->id, e->message);
             g_error_free(e);
-            return;
+            return SL_OK;
         }
         push_config(s, s->avc_config, 9, ts_ms);
         push_config(s, s->aac_config, 8, ts_ms);
     }
     if (remux_push(s->remux, type, ts_ms, data, len) != SL_OK) sl_metric_add(tc->m_dropped, 1);
+    return SL_OK;
 }
 
 void transcode_stream_close(transcode_stream *s)
@@ -700,6 +716,12 @@ void transcode_stream_close(transcode_stream *s)
     if (s->load_timer) g_source_remove(s->load_timer);
     s->load_timer = 0;
     sl_metric_add(tc->m_live, -1);
+    if (s->failed) { /* no grace: the playlists end now, with what was written */
+        if (ch->listed) emit(ch, "unpublish");
+        stream_free(s);
+        channel_end(ch);
+        return;
+    }
     ch->state = CH_GRACE;
     ch->grace_timer = g_timeout_add_seconds((guint)tc->grace_s, grace_over, ch);
     if (ch->listed) emit(ch, "unpublish");
@@ -790,6 +812,10 @@ static int transcode_init(sl_server *srv, GError **err)
                                       "Frames of codecs other than H.264/AAC, dropped", NULL, 1);
     tc->m_failed = sl_metric_get("silklive_transcode_pipeline_failures_total", SL_METRIC_COUNTER,
                                  "Pipelines that failed and were rebuilt", NULL, 1);
+    tc->m_write_failed = sl_metric_get("silklive_transcode_write_failures_total", SL_METRIC_COUNTER,
+                                       "Streams ended because their media could not be written "
+                                       "(disk full)",
+                                       NULL, 1);
     tc->m_shed =
         sl_metric_get("silklive_transcode_rungs_shed_total", SL_METRIC_COUNTER,
                       "Ladder rungs dropped because encoding fell behind real time", NULL, 1);

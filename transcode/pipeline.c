@@ -46,6 +46,7 @@ struct remux_output {
     guint files;       /* opened so far */
     GBytes *ts_header; /* owned; PAT + PMT from mpegtsmux's caps */
     gboolean write_failed;
+    int write_errno; /* why, for the module: a full disk ends the stream */
 };
 
 struct remux {
@@ -57,6 +58,9 @@ struct remux {
     int64_t poster_interval_ns;
     int n_outputs;
     struct remux_output out[REMUX_MAX_OUTPUTS];
+    /* a segment could not be written: no more files are opened, so the space the failed one
+     * freed stays free for the playlists that end the stream (any thread; atomic) */
+    gint write_broken;
     /* the demuxer's streaming thread (pad-added) */
     GstElement *audio_tee;
     /* shared with the streaming threads, under lock */
@@ -430,9 +434,10 @@ static void on_pad_added(GstElement *demux, GstPad *pad, gpointer data)
 
 struct file_done {
     struct remux_output *o;
-    char *location; /* owned */
-    guint i;        /* segment number within this output */
-    gboolean last;  /* end of stream of this output */
+    char *location;  /* owned */
+    guint i;         /* segment number within this output */
+    gboolean last;   /* end of stream of this output */
+    int write_errno; /* the segment could not be written */
 };
 
 static gboolean all_outputs_ended(remux *r)
@@ -459,6 +464,8 @@ static gboolean file_done_on_loop(gpointer data)
     gboolean ended = fd->last && all_outputs_ended(r);
     g_mutex_unlock(&r->lock);
     if (known && !r->freed) r->ev->segment(r, &seg, r->user);
+    if (fd->write_errno && !r->freed && r->ev->write_failed)
+        r->ev->write_failed(r, fd->write_errno, r->user);
     if (ended && !r->done && !r->freed) {
         r->done = TRUE;
         r->ev->done(r, NULL, r->user);
@@ -469,12 +476,19 @@ static gboolean file_done_on_loop(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+static void fail_write(struct remux_output *o)
+{
+    if (!o->write_failed) o->write_errno = errno ? errno : EIO;
+    o->write_failed = TRUE;
+    g_atomic_int_set(&o->r->write_broken, 1);
+}
+
 static void file_close(struct remux_output *o, gboolean last)
 {
-    if (o->file == NULL && !last) return;
+    if (o->file == NULL && !last && !o->write_failed) return;
     struct file_done *fd = g_new0(struct file_done, 1);
     if (o->file) {
-        if (fclose(o->file) != 0) o->write_failed = TRUE;
+        if (fclose(o->file) != 0) fail_write(o);
         o->file = NULL;
         fd->location = o->file_path;
         o->file_path = NULL;
@@ -483,11 +497,13 @@ static void file_close(struct remux_output *o, gboolean last)
     if (o->write_failed) { /* a segment with a hole must not be listed */
         if (fd->location) g_unlink(fd->location);
         g_clear_pointer(&fd->location, g_free);
+        fd->write_errno = o->write_errno;
     }
     o->write_failed = FALSE;
+    o->write_errno = 0;
     fd->o = o;
     fd->last = last;
-    if (fd->location == NULL && !last) {
+    if (fd->location == NULL && !last && fd->write_errno == 0) {
         g_free(fd);
         return;
     }
@@ -498,19 +514,20 @@ static void file_close(struct remux_output *o, gboolean last)
 static void file_open(struct remux_output *o)
 {
     remux *r = o->r;
+    if (g_atomic_int_get(&r->write_broken)) return;
     o->file_path = g_strdup_printf("%s/%s/%s_%05" G_GINT64_MODIFIER "d.ts", r->dir, o->rung.name,
                                    r->prefix, r->first_index + o->files);
     o->files++;
     o->file = fopen(o->file_path, "wb");
     if (o->file == NULL) {
         g_warning("cannot write %s: %s", o->file_path, g_strerror(errno));
-        o->write_failed = TRUE;
+        fail_write(o);
     }
 }
 
 static void file_write(struct remux_output *o, const void *p, size_t n)
 {
-    if (o->file && fwrite(p, 1, n, o->file) != n) o->write_failed = TRUE;
+    if (o->file && fwrite(p, 1, n, o->file) != n) fail_write(o);
 }
 
 static GBytes *stream_header(GstSample *sample)

@@ -20,9 +20,11 @@ typedef struct transcode_stream transcode_stream;
  * transcode_stream_close. */
 transcode_stream *transcode_stream_open(sl_server *srv, const char *channel, GError **err);
 /* One FLV tag body: type 8 (audio) or 9 (video), timestamp in ms on a monotonic timeline. Tags
- * of codecs HLS cannot carry here (anything but H.264 and AAC) are dropped and counted. */
-void transcode_stream_push(transcode_stream *s, uint8_t type, uint32_t ts_ms, const uint8_t *data,
-                           size_t len);
+ * of codecs HLS cannot carry here (anything but H.264 and AAC) are dropped and counted. SL_ERR
+ * when the stream cannot go on (its media cannot be written): the caller closes the publisher
+ * and then the stream, which ends the channel's playlists at once, without a grace period. */
+int transcode_stream_push(transcode_stream *s, uint8_t type, uint32_t ts_ms, const uint8_t *data,
+                          size_t len);
 /* The publisher is gone: the last segment is finished and the grace period starts. The stream
  * is freed by transcode. */
 void transcode_stream_close(transcode_stream *s);
