@@ -70,6 +70,9 @@ void cm_cmd(struct cm_ctx *c, cm_step step, const char *fmt, ...);
 void cm_cmd_argv(struct cm_ctx *c, cm_step step, GPtrArray *argv);
 void cm_eval(struct cm_ctx *c, cm_step step, const sl_script *s, int nkeys, int argc,
              const char **argv);
+/* cm_eval on a given connection (sl_server_redis_orders for confirms). */
+void cm_eval_on(struct cm_ctx *c, sl_redis *redis, cm_step step, const sl_script *s, int nkeys,
+                int argc, const char **argv);
 /* Answer and free c. */
 void cm_reply(struct cm_ctx *c, int status, json_t *body);
 void cm_error(struct cm_ctx *c, int status, const char *code, const char *fmt, ...)

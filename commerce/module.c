@@ -93,15 +93,20 @@ void cm_cmd_argv(struct cm_ctx *c, cm_step step, GPtrArray *argv)
     }
 }
 
-void cm_eval(struct cm_ctx *c, cm_step step, const sl_script *s, int nkeys, int argc,
-             const char **argv)
+void cm_eval_on(struct cm_ctx *c, sl_redis *redis, cm_step step, const sl_script *s, int nkeys,
+                int argc, const char **argv)
 {
     c->next = step;
-    if (sl_redis_eval(sl_server_redis(c->cm->srv), s, step_trampoline, c, nkeys, argc, argv,
-                      NULL) != SL_OK) {
+    if (sl_redis_eval(redis, s, step_trampoline, c, nkeys, argc, argv, NULL) != SL_OK) {
         sl_metric_add(metric_redis_failures(), 1);
         cm_error(c, 503, "unavailable", "the store is unavailable; nothing was changed");
     }
+}
+
+void cm_eval(struct cm_ctx *c, cm_step step, const sl_script *s, int nkeys, int argc,
+             const char **argv)
+{
+    cm_eval_on(c, sl_server_redis(c->cm->srv), step, s, nkeys, argc, argv);
 }
 
 gboolean cm_auth(struct cm_ctx *c)

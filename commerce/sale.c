@@ -534,6 +534,31 @@ static void reservation_create(sl_http_req *req, void *user)
     g_free(spent);
 }
 
+/* The order is on the primary's disk; a replica has it too, or the wait timed out. Either way
+ * it is stored: the answer is 200. */
+static void order_replicated(redisReply *r, const char *err, void *user)
+{
+    struct cm_ctx *c = user;
+    int64_t want = sl_redis_replicas_wanted(c->cm->srv);
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer < want) {
+        static sl_metric *unreplicated;
+        if (unreplicated == NULL)
+            unreplicated = sl_metric_get("silklive_orders_unreplicated_total", SL_METRIC_COUNTER,
+                                         "Orders no replica acknowledged in time (a failover "
+                                         "now could lose them)",
+                                         NULL, 1);
+        sl_metric_add(unreplicated, 1);
+        g_warning("order of reservation %s: stored on the primary, not yet on a replica (%s)",
+                  c->id,
+                  r && r->type == REDIS_REPLY_INTEGER ? "timed out"
+                  : err                               ? err
+                                                      : "error");
+    }
+    json_t *order = c->doc;
+    c->doc = NULL;
+    cm_reply(c, 200, order);
+}
+
 static void confirmed(struct cm_ctx *c, redisReply *r)
 {
     const char *st = r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0]->str : "";
@@ -556,6 +581,11 @@ static void confirmed(struct cm_ctx *c, redisReply *r)
             after_script(c->cm, c->id2, r, 2, TRUE);
         }
         json_object_del(order, "user");
+        /* behind Sentinel, a 200 waits until a replica has the order too */
+        c->doc = order;
+        if (st[0] == 'o' && sl_redis_wait_replicas(c->cm->srv, order_replicated, c) == SL_OK)
+            return;
+        c->doc = NULL;
         cm_reply(c, 200, order);
         return;
     }
@@ -611,7 +641,7 @@ static void reservation_confirm(sl_http_req *req, void *user)
     const char *argv[] = {inv,      res,   exp,   userh, orders, spent,
                           border,   bdocs, now_s, u,     c->id,  json_string_value(pref),
                           order_id, annual};
-    cm_eval(c, confirmed, c->cm->confirm, 8, 14, argv);
+    cm_eval_on(c, sl_server_redis_orders(c->cm->srv), confirmed, c->cm->confirm, 8, 14, argv);
     g_free(inv);
     g_free(res);
     g_free(exp);

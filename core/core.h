@@ -183,6 +183,13 @@ int sl_redis_command_argv(sl_redis *r, sl_redis_cb cb, void *user, int argc, con
 gboolean sl_redis_connected(const sl_redis *r);
 /* SL_OK when url is "embedded", redis://HOST:PORT[/DB] or unix:///PATH[?db=N]; else SL_ERR. */
 int sl_redis_url_check(const char *url, GError **err);
+/* After a write on sl_server_redis_orders that must survive a failover (a confirmed order):
+ * WAIT until [redis] wait_replicas replicas (default 1 with a sentinel:// URL, else 0), or as
+ * many as are online, acknowledged it, or wait_timeout_ms passed. SL_ERR when there is nothing
+ * to wait for (no replica online) or no connection: go on at once. Otherwise cb gets WAIT's
+ * reply (the number of replicas that acknowledged). */
+int sl_redis_wait_replicas(sl_server *srv, sl_redis_cb cb, void *user);
+int64_t sl_redis_replicas_wanted(const sl_server *srv);
 
 /* A Lua script run with EVALSHA; a NOSCRIPT answer (a restarted or failed-over Redis) is retried
  * once with EVAL, which also caches it. */
@@ -275,6 +282,9 @@ const struct sl_config *sl_server_config(const sl_server *srv);
 GMainContext *sl_server_main_context(const sl_server *srv);
 struct lws_context *sl_server_lws(const sl_server *srv);
 sl_redis *sl_server_redis(const sl_server *srv);
+/* The connection for confirmed orders: its own when [redis] wait_replicas is set (see
+ * sl_redis_wait_replicas), else sl_server_redis. */
+sl_redis *sl_server_redis_orders(const sl_server *srv);
 /* Per-module state slot, keyed by the module's mask bit. */
 void sl_server_set_module_data(sl_server *srv, unsigned mask, void *data);
 void *sl_server_module_data(const sl_server *srv, unsigned mask);

@@ -1,5 +1,6 @@
 /* redis: one hiredis async connection on the GLib loop, with a timeout on every command,
- * reconnect with backoff, and latency/error metrics. Callers see each command answered once. */
+ * reconnect with backoff, and latency/error metrics. Callers see each command answered once.
+ * With a sentinel:// URL each (re)connect first asks Redis Sentinel where the primary is. */
 #include "internal.h"
 
 #include <gio/gio.h>
@@ -11,6 +12,8 @@
 
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 2000
+#define SENTINEL_PORT    26379
+#define SENTINEL_ASK_MS  500 /* per sentinel, connect and answer */
 
 struct pending {
     sl_redis *r; /* NULL once the connection forgot it */
@@ -42,11 +45,18 @@ struct sl_redis {
     struct pending *inflight;
     gint64 last_reply_us; /* when the server last answered anything: it is alive */
     GHashTable *subs;     /* subscriber connections only: channel (owned) -> GPtrArray of sub */
+    /* Sentinel: where to ask for the primary, and the question being asked */
+    char **sentinels;  /* owned; "host:port", NULL without Sentinel */
+    char *master_name; /* owned */
+    struct sentinel_query *query;
+    guint drop_idle; /* a connection found to be a replica is dropped from the loop */
     sl_metric *m_latency_sum, *m_commands, *m_errors, *m_connected, *m_reconnects;
 };
 
 static void connect_start(sl_redis *r);
 static void sub_send(sl_redis *r, const char *verb, const char *channel);
+static void sentinel_check_reply(sl_redis *r, const redisReply *rep);
+static void on_role(redisAsyncContext *ac, void *reply, void *privdata);
 
 struct sub {
     sl_pubsub_cb cb;
@@ -70,8 +80,49 @@ static void set_error(sl_redis *r, const char *msg)
 }
 
 /* redis://host:port[/db] or unix:///path[?db=N] */
+/* sentinel://HOST[:PORT][,HOST[:PORT]...]/NAME[/DB] */
+static int sentinel_url_parse(sl_redis *r, const char *url)
+{
+    gchar **parts = g_strsplit(url + strlen("sentinel://"), "/", 3);
+    int rc = SL_ERR;
+    if (parts[0] && *parts[0] && parts[1] && *parts[1] && strlen(parts[1]) <= 128) {
+        r->master_name = g_strdup(parts[1]);
+        gchar **hosts = g_strsplit(parts[0], ",", -1);
+        GPtrArray *list = g_ptr_array_new();
+        rc = SL_OK;
+        for (gchar **h = hosts; *h && rc == SL_OK; h++) {
+            char *host = NULL;
+            int port = SENTINEL_PORT;
+            GError *e = NULL;
+            if (strchr(*h, ':'))
+                rc = sl_config_parse_listen(*h, &host, &port, &e);
+            else if (**h)
+                host = g_strdup(*h);
+            else
+                rc = SL_ERR;
+            g_clear_error(&e);
+            if (rc == SL_OK) g_ptr_array_add(list, g_strdup_printf("%s:%d", host, port));
+            g_free(host);
+        }
+        g_ptr_array_add(list, NULL);
+        r->sentinels = (char **)g_ptr_array_free(list, FALSE);
+        g_strfreev(hosts);
+        if (rc == SL_OK && parts[2]) {
+            guint64 db;
+            if (!g_ascii_string_to_unsigned(parts[2], 10, 0, 15, &db, NULL)) rc = SL_ERR;
+            r->db = (int)db;
+        }
+    }
+    g_strfreev(parts);
+    return rc;
+}
+
 static int url_parse(sl_redis *r, const char *url, GError **err)
 {
+    if (g_str_has_prefix(url, "sentinel://")) {
+        if (sentinel_url_parse(r, url) != SL_OK) goto bad;
+        return SL_OK;
+    }
     if (g_str_has_prefix(url, "unix://")) {
         const char *path = url + 7;
         const char *q = strchr(path, '?');
@@ -109,7 +160,8 @@ static int url_parse(sl_redis *r, const char *url, GError **err)
     return SL_OK;
 bad:
     g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                "invalid Redis URL '%s' (want redis://HOST:PORT[/DB], unix:///PATH or embedded)",
+                "invalid Redis URL '%s' (want redis://HOST:PORT[/DB], unix:///PATH, "
+                "sentinel://HOST:PORT[,HOST:PORT...]/NAME[/DB] or embedded)",
                 url);
     return SL_ERR;
 }
@@ -121,6 +173,8 @@ int sl_redis_url_check(const char *url, GError **err)
     int rc = url_parse(&probe, url, err);
     g_free(probe.host);
     g_free(probe.unix_path);
+    g_strfreev(probe.sentinels);
+    g_free(probe.master_name);
     return rc;
 }
 
@@ -241,6 +295,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     struct pending *p = privdata;
     redisReply *rep = reply;
     if (rep && p->r) p->r->last_reply_us = g_get_monotonic_time();
+    if (p->r) sentinel_check_reply(p->r, rep);
     if (rep == NULL)
         pending_answer(p, NULL, ac->errstr[0] ? ac->errstr : "disconnected");
     else
@@ -358,6 +413,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
     r->backoff_ms = RECONNECT_MIN_MS;
     sl_metric_set(r->m_connected, 1);
     if (r->db && r->subs == NULL) redisAsyncCommand(r->ac, on_select, NULL, "SELECT %d", r->db);
+    /* Sentinel names a primary that may have been demoted since: check before relying on it.
+     * (A subscriber may stay on a replica: published messages reach replicas too.) */
+    if (r->sentinels && r->subs == NULL) redisAsyncCommand(r->ac, on_role, NULL, "ROLE");
     g_info("redis %s: connected", r->url_text);
     if (r->subs) {
         GHashTableIter it;
@@ -395,7 +453,130 @@ static void source_del_write(void *data)
     source_want(data, 0, G_IO_OUT);
 }
 
+/* ---- Sentinel: the primary's address, asked on a worker thread so the loop never blocks ---- */
+
+struct sentinel_query {
+    sl_redis *r; /* NULL once the connection is gone: the answer is dropped */
+    char **sentinels, *name;
+    char *host; /* the answer */
+    int port;
+    char *error;
+};
+
+static void sentinel_query_free(struct sentinel_query *q)
+{
+    g_strfreev(q->sentinels);
+    g_free(q->name);
+    g_free(q->host);
+    g_free(q->error);
+    g_free(q);
+}
+
+static void sentinel_ask(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
+{
+    struct sentinel_query *q = data;
+    struct timeval tv = {.tv_sec = 0, .tv_usec = SENTINEL_ASK_MS * 1000};
+    GString *why = g_string_new(NULL);
+    for (char **s = q->sentinels; *s && q->host == NULL; s++) {
+        const char *colon = strrchr(*s, ':');
+        char *host = g_strndup(*s, (gsize)(colon - *s));
+        redisContext *c = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+        g_free(host);
+        redisReply *rep = NULL;
+        if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK)
+            rep = redisCommand(c, "SENTINEL get-master-addr-by-name %s", q->name);
+        if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+            rep->element[0]->type == REDIS_REPLY_STRING &&
+            rep->element[1]->type == REDIS_REPLY_STRING) {
+            q->host = g_strdup(rep->element[0]->str);
+            q->port = atoi(rep->element[1]->str);
+        } else {
+            g_string_append_printf(why, "%s%s: %s", why->len ? "; " : "", *s,
+                                   c && c->err ? c->errstr
+                                   : rep       ? "does not know the primary"
+                                               : "no answer");
+        }
+        if (rep) freeReplyObject(rep);
+        if (c) redisFree(c);
+    }
+    if (q->host == NULL) q->error = g_strdup(why->str);
+    g_string_free(why, TRUE);
+    g_task_return_boolean(task, TRUE);
+}
+
+static void connect_direct(sl_redis *r);
+
+static void sentinel_answered(GObject *source, GAsyncResult *res, gpointer data)
+{
+    struct sentinel_query *q = g_task_get_task_data(G_TASK(res));
+    sl_redis *r = q->r;
+    if (r == NULL) return; /* freed meanwhile */
+    r->query = NULL;
+    if (q->host == NULL) {
+        set_error(r, q->error);
+        g_warning("redis %s: no sentinel named the primary (%s)", r->url_text, q->error);
+        schedule_reconnect(r);
+        return;
+    }
+    if (r->host == NULL || strcmp(r->host, q->host) != 0 || r->port != q->port)
+        g_message("redis %s: the primary is %s:%d", r->url_text, q->host, q->port);
+    g_free(r->host);
+    r->host = g_steal_pointer(&q->host);
+    r->port = q->port;
+    connect_direct(r);
+}
+
+static void sentinel_resolve(sl_redis *r)
+{
+    if (r->query) return;
+    struct sentinel_query *q = g_new0(struct sentinel_query, 1);
+    q->r = r;
+    q->sentinels = g_strdupv(r->sentinels);
+    q->name = g_strdup(r->master_name);
+    r->query = q;
+    GTask *task = g_task_new(NULL, NULL, sentinel_answered, NULL);
+    g_task_set_task_data(task, q, (GDestroyNotify)sentinel_query_free);
+    g_task_run_in_thread(task, sentinel_ask);
+    g_object_unref(task);
+}
+
+static gboolean drop_replica(gpointer data)
+{
+    sl_redis *r = data;
+    r->drop_idle = 0;
+    drop_connection(r, "connected to a replica: the primary moved");
+    return G_SOURCE_REMOVE;
+}
+
+/* After a failover the old primary comes back as a replica: a connection to it must go, and
+ * the next connect asks Sentinel again. From a reply callback, so dropped from the loop. */
+static void sentinel_check_reply(sl_redis *r, const redisReply *rep)
+{
+    if (r->sentinels == NULL || r->drop_idle || rep == NULL) return;
+    gboolean replica = rep->type == REDIS_REPLY_ERROR && g_str_has_prefix(rep->str, "READONLY");
+    if (replica) r->drop_idle = g_idle_add(drop_replica, r);
+}
+
+static void on_role(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    sl_redis *r = ac->data;
+    const redisReply *rep = reply;
+    if (r == NULL || rep == NULL || r->drop_idle) return;
+    gboolean primary = rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+                       rep->element[0]->type == REDIS_REPLY_STRING &&
+                       strcmp(rep->element[0]->str, "master") == 0;
+    if (!primary) r->drop_idle = g_idle_add(drop_replica, r);
+}
+
 static void connect_start(sl_redis *r)
+{
+    if (r->sentinels)
+        sentinel_resolve(r);
+    else
+        connect_direct(r);
+}
+
+static void connect_direct(sl_redis *r)
 {
     redisAsyncContext *ac =
         r->unix_path ? redisAsyncConnectUnix(r->unix_path) : redisAsyncConnect(r->host, r->port);
@@ -522,6 +703,8 @@ void redis_free(sl_redis *r)
     r->closing = TRUE;
     if (r->reconnect_timer) g_source_remove(r->reconnect_timer);
     r->reconnect_timer = 0;
+    if (r->drop_idle) g_source_remove(r->drop_idle);
+    if (r->query) r->query->r = NULL; /* its answer is dropped when it comes */
     if (r->ac) {
         redisAsyncContext *ac = r->ac;
         /* Answers in-flight commands with NULL via on_reply; on_disconnect sees closing. */
@@ -537,6 +720,8 @@ void redis_free(sl_redis *r)
     g_free(r->url_text);
     g_free(r->host);
     g_free(r->unix_path);
+    g_strfreev(r->sentinels);
+    g_free(r->master_name);
     g_free(r->last_error);
     g_free(r);
 }

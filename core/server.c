@@ -35,6 +35,12 @@ struct sl_server {
     char *node_id;             /* owned */
     embedded_redis *embedded;  /* owned */
     struct peer_limits *peers; /* owned */
+    /* [redis] wait_replicas: confirmed orders go over a connection of their own, where a WAIT
+     * after each holds back only other orders, and only while replicas are online */
+    int64_t wait_replicas, wait_ms;
+    sl_redis *orders;        /* owned; NULL when nothing is waited for */
+    int64_t replicas_online; /* as the primary's ROLE said last */
+    guint role_timer;
     int lock_fd;
     guint sig_term, sig_int;
     gboolean started, stopping;
@@ -44,6 +50,45 @@ struct sl_server {
 struct peer_limits *server_peer_limits(sl_server *srv)
 {
     return srv->peers;
+}
+
+sl_redis *sl_server_redis_orders(const sl_server *srv)
+{
+    return srv->orders ? srv->orders : srv->redis;
+}
+
+int sl_redis_wait_replicas(sl_server *srv, sl_redis_cb cb, void *user)
+{
+    /* With no replica online (the one left was just promoted) a WAIT could only time out,
+     * and each would stall the orders behind it. */
+    if (srv->orders == NULL || srv->replicas_online <= 0 || !sl_redis_connected(srv->orders))
+        return SL_ERR;
+    return sl_redis_command(srv->orders, cb, user, "WAIT %lld %lld",
+                            (long long)MIN(srv->wait_replicas, srv->replicas_online),
+                            (long long)srv->wait_ms);
+}
+
+/* ROLE of the primary: [ "master", offset, [[host, port, offset], ...] ] */
+static void role_answered(struct redisReply *r, const char *err, void *user)
+{
+    sl_server *srv = user;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
+        r->element[2]->type == REDIS_REPLY_ARRAY)
+        srv->replicas_online = (int64_t)r->element[2]->elements;
+    else
+        srv->replicas_online = 0;
+}
+
+static gboolean role_poll(gpointer data)
+{
+    sl_server *srv = data;
+    if (sl_redis_command(srv->redis, role_answered, srv, "ROLE") != SL_OK) srv->replicas_online = 0;
+    return G_SOURCE_CONTINUE;
+}
+
+int64_t sl_redis_replicas_wanted(const sl_server *srv)
+{
+    return srv->wait_replicas;
 }
 
 int sl_server_peer_event(sl_server *srv, struct lws *wsi, int reason, void *user)
@@ -322,6 +367,12 @@ static int start_redis(sl_server *srv, GError **err)
     srv->redis = redis_new(srv->ctx, url, c->redis_timeout_ms, err);
     if (srv->redis == NULL) return SL_ERR;
     if (redis_connect_wait(srv->redis, MAX(c->redis_timeout_ms, 3000), err) != SL_OK) return SL_ERR;
+    if (srv->wait_replicas > 0) {
+        srv->orders = redis_new(srv->ctx, url, c->redis_timeout_ms, err);
+        if (srv->orders == NULL) return SL_ERR;
+        role_poll(srv);
+        srv->role_timer = g_timeout_add_seconds(1, role_poll, srv);
+    }
     srv->pubsub = redis_new_subscriber(srv->ctx, url, err);
     return srv->pubsub ? SL_OK : SL_ERR;
 }
@@ -434,7 +485,12 @@ int sl_server_start(sl_server *srv, GError **err, int *exit_code)
     sl_http_route(srv, "GET", "/metrics", handle_metrics, srv);
 
     srv->peers = peer_limits_new(c, err);
-    if (srv->peers == NULL) {
+    gboolean sentinel = g_str_has_prefix(c->redis_url, "sentinel://");
+    if (srv->peers == NULL ||
+        sl_config_get_int(c, "redis", "wait_replicas", sentinel ? 1 : 0, 0, 16, &srv->wait_replicas,
+                          err) != SL_OK ||
+        sl_config_get_int(c, "redis", "wait_timeout_ms", MIN(500, c->redis_timeout_ms / 2), 1,
+                          60000, &srv->wait_ms, err) != SL_OK) {
         *exit_code = SL_EXIT_USAGE;
         return SL_ERR;
     }
@@ -499,6 +555,9 @@ void sl_server_free(sl_server *srv)
     peer_limits_free(srv->peers); /* after lws: closing connections still report to it */
     redis_free(srv->pubsub);
     srv->pubsub = NULL;
+    if (srv->role_timer) g_source_remove(srv->role_timer);
+    redis_free(srv->orders);
+    srv->orders = NULL;
     redis_free(srv->redis);
     srv->redis = NULL;
     for (guint i = srv->modules->len; i-- > 0;) {

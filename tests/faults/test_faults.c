@@ -49,16 +49,18 @@ static json_int_t num(json_t *j, const char *k)
     return json_integer_value(json_object_get(j, k));
 }
 
-/* silklive with modules and config text on the test's Redis (started with redis_args). */
-static void start_with(const char *modules, const char *ini_text, const char *const *redis_args,
-                       const char *media_dir)
+/* silklive with modules and config text on Redis at url (the test's Redis when NULL). */
+static void start_silklive(const char *modules, const char *ini_text, const char *redis_url,
+                           const char *media_dir)
 {
-    harness_redis_start(&redis, redis_args);
     config_dir = harness_tmpdir();
     char *ini = g_build_filename(config_dir, "silklive.ini", NULL);
     ck_assert(g_file_set_contents(ini, ini_text, -1, NULL));
-    char url[64], rtmp[64];
-    g_snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis.port);
+    char url[128], rtmp[64];
+    if (redis_url)
+        g_strlcpy(url, redis_url, sizeof url);
+    else
+        g_snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis.port);
     rtmp_port = harness_free_port();
     g_snprintf(rtmp, sizeof rtmp, "127.0.0.1:%d", rtmp_port);
     const char *args[] = {"--redis",
@@ -76,6 +78,14 @@ static void start_with(const char *modules, const char *ini_text, const char *co
                           NULL};
     ck_assert_msg(harness_silklive_start(&sl, args, NULL), "silklive did not start");
     g_free(ini);
+}
+
+/* The test's Redis (started with redis_args), then silklive on it. */
+static void start_with(const char *modules, const char *ini_text, const char *const *redis_args,
+                       const char *media_dir)
+{
+    harness_redis_start(&redis, redis_args);
+    start_silklive(modules, ini_text, NULL, media_dir);
 }
 
 static void stop(void)
@@ -306,6 +316,95 @@ START_TEST(redis_kill_9_during_a_sale_under_load)
     g_array_unref(b.orders);
     g_mutex_clear(&b.lock);
     g_free(sale);
+}
+END_TEST
+
+/* ---- Sentinel fails the primary over during a sale ---- */
+
+static gboolean replica_in_sync(int port)
+{
+    char *info = harness_redis_cmd(port, "INFO replication");
+    gboolean up = info && strstr(info, "master_link_status:up");
+    g_free(info);
+    return up;
+}
+
+/* The port Sentinel names as the primary of "silklive", or -1. */
+static int sentinel_primary(int sentinel_port)
+{
+    char *addr = harness_redis_cmd(sentinel_port, "SENTINEL get-master-addr-by-name silklive");
+    const char *nl = addr ? strchr(addr, '\n') : NULL;
+    int port = nl ? atoi(nl + 1) : -1;
+    g_free(addr);
+    return port;
+}
+
+START_TEST(sentinel_fails_over_during_a_sale)
+{
+    const char *aof[] = {"--appendonly", "yes", "--appendfsync", "always", NULL};
+    harness_redis_start(&redis, aof);
+    char primary[16];
+    g_snprintf(primary, sizeof primary, "%d", redis.port);
+    const char *replica_args[] = {"--appendonly", "yes",       "--appendfsync", "always",
+                                  "--replicaof",  "127.0.0.1", primary,         NULL};
+    struct harness_redis replica, sentinel;
+    harness_redis_start(&replica, replica_args);
+    for (int i = 0; i < 100 && !replica_in_sync(replica.port); i++)
+        g_usleep(100000);
+    ck_assert(replica_in_sync(replica.port));
+    harness_sentinel_start(&sentinel, redis.port, "silklive");
+    char url[96];
+    g_snprintf(url, sizeof url, "sentinel://127.0.0.1:%d/silklive", sentinel.port);
+    start_silklive("commerce", "[redis]\ntimeout_ms = 500\n", url, NULL);
+    char *sale = seed(100000, 5);
+    struct buyers b = {.sale = sale, .port = sl.port};
+    GThread *threads[N_BUYERS];
+    struct buyer each[N_BUYERS];
+    buyers_start(&b, threads, each);
+    g_usleep(1500000);
+
+    kill(redis.pid, SIGKILL); /* the primary's host is gone */
+    waitpid(redis.pid, NULL, 0);
+    redis.pid = 0;
+    int now_primary = -1;
+    for (int i = 0; i < 300 && now_primary != replica.port; i++) {
+        g_usleep(100000);
+        now_primary = sentinel_primary(sentinel.port);
+    }
+    ck_assert_msg(now_primary == replica.port, "Sentinel did not promote the replica");
+    g_mutex_lock(&b.lock);
+    guint at_failover = b.orders->len;
+    g_mutex_unlock(&b.lock);
+    json_t *ready = NULL; /* silklive found the new primary by itself */
+    for (int i = 0; i < 100 && api("GET", "/readyz", NULL, NULL, NULL, &ready) != 200; i++) {
+        json_decref(ready);
+        ready = NULL;
+        g_usleep(100000);
+    }
+    json_decref(ready);
+    g_usleep(2000000);
+    buyers_stop(&b, threads);
+
+    ck_assert_msg(b.unexpected == 0, "%d unexpected answers (last %d)", b.unexpected,
+                  b.last_unexpected);
+    ck_assert_msg(b.orders->len > at_failover, "no order was confirmed after the failover");
+    /* every order answered 200, before the failover too, is on the promoted replica */
+    assert_orders_stored(&b, replica.port);
+    json_t *s = get_sale(sale);
+    char *len = harness_redis_cmd(replica.port, "XLEN sl:{sale:%s}:orders", sale);
+    ck_assert_int_eq(num(s, "sold"), atoi(len));
+    g_free(len);
+    json_decref(s);
+    fprintf(stderr,
+            "sentinel failover: %d purchases, %u orders all on the promoted replica (%u before "
+            "the primary died), %d answers 503\n",
+            b.attempts, b.orders->len, at_failover, b.unavailable);
+    g_array_unref(b.orders);
+    g_mutex_clear(&b.lock);
+    g_free(sale);
+    ck_assert_int_eq(harness_silklive_stop(&sl), 0);
+    harness_redis_stop(&sentinel);
+    harness_redis_stop(&replica);
 }
 END_TEST
 
@@ -794,6 +893,7 @@ int main(void)
     tcase_set_timeout(tc, 180);
     tcase_add_checked_fixture(tc, NULL, stop);
     tcase_add_test(tc, redis_kill_9_during_a_sale_under_load);
+    tcase_add_test(tc, sentinel_fails_over_during_a_sale);
     tcase_add_test(tc, publisher_lost_or_reset_mid_chunk);
     tcase_add_test(tc, a_thousand_clients_stop_reading);
     tcase_add_test(tc, the_media_disk_fills_up);

@@ -182,6 +182,40 @@ void harness_redis_start(struct harness_redis *r, const char *const *extra)
     die("redis-server did not start");
 }
 
+void harness_sentinel_start(struct harness_redis *r, int primary_port, const char *name)
+{
+    memset(r, 0, sizeof *r);
+    r->dir = harness_tmpdir();
+    char *conf = g_build_filename(r->dir, "sentinel.conf", NULL);
+    for (int attempt = 0; attempt < 5 && r->pid == 0; attempt++) {
+        r->port = harness_free_port();
+        /* one sentinel (quorum 1) that gives up on a silent primary after a second */
+        char *text = g_strdup_printf("port %d\nbind 127.0.0.1\ndir %s\n"
+                                     "sentinel monitor %s 127.0.0.1 %d 1\n"
+                                     "sentinel down-after-milliseconds %s 1000\n"
+                                     "sentinel failover-timeout %s 5000\n",
+                                     r->port, r->dir, name, primary_port, name, name);
+        g_file_set_contents(conf, text, -1, NULL);
+        g_free(text);
+        const char *argv[] = {"redis-server", conf, "--sentinel", NULL};
+        r->pid = spawn(argv, NULL);
+        for (int i = 0; i < 200; i++) {
+            char *pong = harness_redis_cmd(r->port, "PING");
+            gboolean ok = pong && strcmp(pong, "PONG") == 0;
+            g_free(pong);
+            if (ok) break;
+            int status;
+            if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
+                r->pid = 0;
+                break;
+            }
+            sleep_ms(25);
+        }
+    }
+    g_free(conf);
+    if (r->pid == 0) die("redis-server --sentinel did not start");
+}
+
 void harness_redis_restart(struct harness_redis *r, const char *const *extra)
 {
     if (r->pid > 0) {

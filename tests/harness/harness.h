@@ -21,6 +21,9 @@ struct harness_redis {
 /* Start redis-server on a free port; aborts the test on failure. extra: NULL-terminated argv. */
 void harness_redis_start(struct harness_redis *r, const char *const *extra);
 void harness_redis_stop(struct harness_redis *r);
+/* A Redis Sentinel (redis-server --sentinel) on a free port watching the primary on
+ * primary_port as name; stop it with harness_redis_stop. */
+void harness_sentinel_start(struct harness_redis *r, int primary_port, const char *name);
 /* Kill it (SIGKILL, if still running) and start it again on the same port and dir, e.g. to
  * reload its AOF; waits for PING. extra as for harness_redis_start. */
 void harness_redis_restart(struct harness_redis *r, const char *const *extra);
