@@ -25,9 +25,10 @@ fi
 # The web client's front-end packages come from npm (Node.js and npm from Debian if absent).
 # The browser tests drive Debian's Chromium with playwright-core; Noto CJK renders the zh text.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
-# The multi-node test puts nginx in front (deploy/nginx/edge.conf).
+# The multi-node test puts nginx in front (deploy/nginx/edge.conf); the deploy files are
+# checked with systemd-analyze, nginx -t, redis-cli and curl; valgrind for the memcheck run.
 if [[ "${1:-}" == "--test" ]]; then
-  PACKAGES+=(chromium fonts-noto-cjk nginx-light)
+  PACKAGES+=(chromium fonts-noto-cjk nginx-light systemd redis-tools curl valgrind)
 fi
 # The ingest benchmark's peer: nginx with Debian's RTMP module.
 if [[ "${1:-}" == "--bench" ]]; then
