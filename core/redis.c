@@ -46,8 +46,9 @@ struct sl_redis {
     gint64 last_reply_us; /* when the server last answered anything: it is alive */
     GHashTable *subs;     /* subscriber connections only: channel (owned) -> GPtrArray of sub */
     /* Sentinel: where to ask for the primary, and the question being asked */
-    char **sentinels;  /* owned; "host:port", NULL without Sentinel */
-    char *master_name; /* owned */
+    char **sentinels;      /* owned; "host:port", NULL without Sentinel */
+    char *master_name;     /* owned */
+    char *user, *password; /* owned; AUTH on every connect when password is set */
     struct sentinel_query *query;
     guint drop_idle; /* a connection found to be a replica is dropped from the loop */
     sl_metric *m_latency_sum, *m_commands, *m_errors, *m_connected, *m_reconnects;
@@ -80,6 +81,15 @@ static void set_error(sl_redis *r, const char *msg)
 }
 
 /* redis://host:port[/db] or unix:///path[?db=N] */
+/* The URL for messages and /metrics: a password never appears in a log. */
+static char *url_redacted(const char *url)
+{
+    const char *at = g_str_has_prefix(url, "redis://") ? strchr(url + 8, '@') : NULL;
+    const char *slash = at ? strchr(url + 8, '/') : NULL;
+    if (at == NULL || (slash && slash < at)) return g_strdup(url);
+    return g_strdup_printf("redis://***@%s", at + 1);
+}
+
 /* sentinel://HOST[:PORT][,HOST[:PORT]...]/NAME[/DB] */
 static int sentinel_url_parse(sl_redis *r, const char *url)
 {
@@ -137,6 +147,14 @@ static int url_parse(sl_redis *r, const char *url, GError **err)
     }
     if (!g_str_has_prefix(url, "redis://")) goto bad;
     const char *hp = url + 8;
+    const char *at = strchr(hp, '@');
+    if (at) { /* redis://[USER]:PASSWORD@HOST... (ACL user, or the default user) */
+        const char *colon = memchr(hp, ':', (size_t)(at - hp));
+        if (colon == NULL || colon + 1 == at) goto bad;
+        if (colon > hp) r->user = g_strndup(hp, (gsize)(colon - hp));
+        r->password = g_strndup(colon + 1, (gsize)(at - colon - 1));
+        hp = at + 1;
+    }
     const char *slash = strchr(hp, '/');
     char *hostport = slash ? g_strndup(hp, (gsize)(slash - hp)) : g_strdup(hp);
     int rc = SL_OK;
@@ -159,10 +177,12 @@ static int url_parse(sl_redis *r, const char *url, GError **err)
     }
     return SL_OK;
 bad:
+    char *shown = url_redacted(url);
     g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                "invalid Redis URL '%s' (want redis://HOST:PORT[/DB], unix:///PATH, "
-                "sentinel://HOST:PORT[,HOST:PORT...]/NAME[/DB] or embedded)",
-                url);
+                "invalid Redis URL '%s' (want redis://[[USER]:PASSWORD@]HOST:PORT[/DB], "
+                "unix:///PATH, sentinel://HOST:PORT[,HOST:PORT...]/NAME[/DB] or embedded)",
+                shown);
+    g_free(shown);
     return SL_ERR;
 }
 
@@ -173,6 +193,8 @@ int sl_redis_url_check(const char *url, GError **err)
     int rc = url_parse(&probe, url, err);
     g_free(probe.host);
     g_free(probe.unix_path);
+    g_free(probe.user);
+    g_free(probe.password);
     g_strfreev(probe.sentinels);
     g_free(probe.master_name);
     return rc;
@@ -184,7 +206,7 @@ static sl_redis *redis_open(GMainContext *ctx, const char *url, int timeout_ms, 
 {
     sl_redis *r = g_new0(sl_redis, 1);
     r->ctx = ctx;
-    r->url_text = g_strdup(url);
+    r->url_text = url_redacted(url);
     r->timeout_ms = timeout_ms;
     r->backoff_ms = RECONNECT_MIN_MS;
     if (url_parse(r, url, err) != SL_OK) {
@@ -398,6 +420,14 @@ static void sub_send(sl_redis *r, const char *verb, const char *channel)
     redisAsyncCommandArgv(r->ac, on_sub_reply, r, 2, argv, NULL);
 }
 
+static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    const redisReply *rep = reply;
+    sl_redis *r = ac->data;
+    if (r && rep && rep->type == REDIS_REPLY_ERROR)
+        g_warning("redis %s: AUTH refused: %s", r->url_text, rep->str);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     sl_redis *r = ac->data;
@@ -409,6 +439,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
         schedule_reconnect(r);
         return;
     }
+    /* AUTH goes first on the wire, so every command after it runs authenticated */
+    if (r->password && r->user)
+        redisAsyncCommand(r->ac, on_auth, NULL, "AUTH %s %s", r->user, r->password);
+    else if (r->password)
+        redisAsyncCommand(r->ac, on_auth, NULL, "AUTH %s", r->password);
     r->connected = TRUE;
     r->backoff_ms = RECONNECT_MIN_MS;
     sl_metric_set(r->m_connected, 1);
@@ -722,6 +757,9 @@ void redis_free(sl_redis *r)
     g_free(r->unix_path);
     g_strfreev(r->sentinels);
     g_free(r->master_name);
+    g_free(r->user);
+    if (r->password) memset(r->password, 0, strlen(r->password));
+    g_free(r->password);
     g_free(r->last_error);
     g_free(r);
 }

@@ -232,12 +232,47 @@ START_TEST(reconnects_after_restart)
 }
 END_TEST
 
+START_TEST(password_in_the_url)
+{
+    struct harness_redis hr;
+    harness_redis_start(&hr, NULL);
+    g_free(harness_redis_cmd(hr.port, "CONFIG SET requirepass %s", "s3cret pass"));
+    char *url = g_strdup_printf("redis://:s3cret pass@127.0.0.1:%d", hr.port);
+    sl_redis *r = redis_new(g_main_context_default(), url, 1000, NULL);
+    ck_assert_int_eq(redis_connect_wait(r, 3000, NULL), SL_OK);
+    /* never in what silklive prints */
+    ck_assert_ptr_null(strstr(redis_describe(r), "s3cret"));
+    struct answer a = {0};
+    ck_assert_int_eq(sl_redis_command(r, on_answer, &a, "SET k v"), SL_OK);
+    run_until(&a.calls, 1, 2000);
+    ck_assert_int_eq(a.type, REDIS_REPLY_STATUS);
+    redis_free(r);
+    g_free(url);
+    /* a wrong one: commands are refused, not run unauthenticated */
+    url = g_strdup_printf("redis://default:wrong@127.0.0.1:%d", hr.port);
+    r = redis_new(g_main_context_default(), url, 1000, NULL);
+    ck_assert_int_eq(redis_connect_wait(r, 3000, NULL), SL_OK);
+    struct answer b = {0};
+    ck_assert_int_eq(sl_redis_command(r, on_answer, &b, "GET k"), SL_OK);
+    run_until(&b.calls, 1, 2000);
+    ck_assert_int_eq(b.type, REDIS_REPLY_ERROR);
+    redis_free(r);
+    g_free(url);
+    answer_clear(&a);
+    answer_clear(&b);
+    ck_assert_int_eq(sl_redis_url_check("redis://:@127.0.0.1:1", NULL), SL_ERR);
+    ck_assert_int_eq(sl_redis_url_check("redis://u:p@127.0.0.1:1/2", NULL), SL_OK);
+    harness_redis_stop(&hr);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("redis");
     TCase *tc = tcase_create("redis");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, commands_are_answered);
+    tcase_add_test(tc, password_in_the_url);
     tcase_add_test(tc, busy_loop_keeps_the_connection);
     tcase_add_test(tc, unreachable_at_start);
     tcase_add_test(tc, stopped_server_times_out_then_recovers);
