@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <jansson.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -333,6 +334,33 @@ START_TEST(connections_and_api_rate_per_address)
 }
 END_TEST
 
+/* Slowloris: headers trickled a line at a time never complete a request; the connection is
+ * closed when the header timeout (10 s) passes, however busy the trickle keeps it. */
+START_TEST(trickled_headers_are_cut_off)
+{
+    start_with_config("");
+    int fd = connect_loopback(sl.port);
+    const char *first = "GET /healthz HTTP/1.1\r\n";
+    ck_assert_int_eq(write(fd, first, strlen(first)), (ssize_t)strlen(first));
+    gint64 t0 = g_get_monotonic_time();
+    gboolean closed = FALSE;
+    for (int i = 0; i < 40 && !closed; i++) {
+        char line[32];
+        int n = g_snprintf(line, sizeof line, "X-Slow-%d: 1\r\n", i);
+        closed = send(fd, line, (size_t)n, MSG_NOSIGNAL) < 0;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (!closed && poll(&p, 1, 500) == 1) {
+            char buf[512];
+            closed = read(fd, buf, sizeof buf) <= 0;
+        }
+    }
+    double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
+    close(fd);
+    ck_assert_msg(closed, "a request whose headers never end was kept open %.0f s", secs);
+    assert_still_serving();
+}
+END_TEST
+
 START_TEST(trusted_proxy_forwards_the_client)
 {
     /* The default trusts loopback: the edge runs there. */
@@ -376,6 +404,7 @@ int main(void)
     tcase_add_checked_fixture(limits, NULL, stop);
     tcase_add_test(limits, connections_and_api_rate_per_address);
     tcase_add_test(limits, trusted_proxy_forwards_the_client);
+    tcase_add_test(limits, trickled_headers_are_cut_off);
     suite_add_tcase(s, limits);
     return harness_run_suite(s);
 }

@@ -252,6 +252,12 @@ gboolean harness_silklive_start(struct harness_silklive *s, const char *const *a
         char listen[32];
         g_snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
         GPtrArray *argv = g_ptr_array_new();
+        /* SILKLIVE_WRAPPER runs silklive under a tool, e.g. valgrind (tests/valgrind.sh) */
+        gchar **wrapper = g_getenv("SILKLIVE_WRAPPER")
+                              ? g_strsplit_set(g_getenv("SILKLIVE_WRAPPER"), " ", -1)
+                              : NULL;
+        for (gchar **w = wrapper; w && *w; w++)
+            if (**w) g_ptr_array_add(argv, *w);
         const char *base[] = {SILKLIVE_BIN, "serve",     "--listen",    listen,
                               "--data-dir", s->data_dir, "--media-dir", s->media_dir};
         for (size_t i = 0; i < G_N_ELEMENTS(base); i++)
@@ -270,7 +276,9 @@ gboolean harness_silklive_start(struct harness_silklive *s, const char *const *a
         g_ptr_array_add(argv, NULL);
         s->pid = spawn((const char *const *)argv->pdata, s->log_path);
         g_ptr_array_unref(argv);
-        for (int i = 0; i < 400; i++) {
+        gboolean wrapped = wrapper != NULL; /* a tool's start-up is slow */
+        g_strfreev(wrapper);
+        for (int i = 0; i < (wrapped ? 2400 : 400); i++) {
             struct harness_response resp;
             if (harness_http(s->port, "GET", "/healthz", NULL, NULL, 0, &resp) == 0) {
                 int st = resp.status;
