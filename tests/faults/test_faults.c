@@ -166,6 +166,7 @@ struct buyers {
     GArray *orders; /* struct order: every confirm answered 200 */
     int attempts, unavailable, sold_out, unexpected;
     int last_unexpected;
+    gint64 last_unavailable_us; /* when a 503 last came back */
 };
 
 struct buyer {
@@ -191,9 +192,10 @@ static void buy_once(struct buyers *b, const char *user, gboolean pay)
     b->attempts++;
     int codes[2] = {st, cst};
     for (int i = 0; i < 2; i++) {
-        if (codes[i] == 503)
+        if (codes[i] == 503) {
             b->unavailable++;
-        else if (codes[i] == 409)
+            b->last_unavailable_us = g_get_monotonic_time();
+        } else if (codes[i] == 409)
             b->sold_out++;
         else if (codes[i] != 0 && codes[i] != 200 && codes[i] != 201 && codes[i] != -1) {
             b->unexpected++;
@@ -274,6 +276,7 @@ START_TEST(redis_kill_9_during_a_sale_under_load)
     buyers_start(&b, threads, each);
     g_usleep(1500000);
 
+    gint64 killed_us = g_get_monotonic_time();
     kill(redis.pid, SIGKILL);
     waitpid(redis.pid, NULL, 0);
     redis.pid = 0;
@@ -285,6 +288,7 @@ START_TEST(redis_kill_9_during_a_sale_under_load)
     int during = b.unavailable - before;
     g_mutex_unlock(&b.lock);
     harness_redis_restart(&redis, aof); /* the same port and dir: the AOF alone */
+    gint64 restarted_us = g_get_monotonic_time();
     g_usleep(4000000);
     buyers_stop(&b, threads);
 
@@ -311,8 +315,10 @@ START_TEST(redis_kill_9_during_a_sale_under_load)
     ck_assert_int_eq(held, 0);
     fprintf(stderr,
             "redis kill -9: %d purchases, %u orders confirmed and all stored, %d answers 503 "
-            "(%d during the 2 s outage)\n",
-            b.attempts, b.orders->len, b.unavailable, during);
+            "(%d during the 2 s outage); Redis down %.2f s, last 503 %.2f s after its restart\n",
+            b.attempts, b.orders->len, b.unavailable, during,
+            (double)(restarted_us - killed_us) / 1e6,
+            (double)(b.last_unavailable_us - restarted_us) / 1e6);
     g_array_unref(b.orders);
     g_mutex_clear(&b.lock);
     g_free(sale);
@@ -363,6 +369,7 @@ START_TEST(sentinel_fails_over_during_a_sale)
     buyers_start(&b, threads, each);
     g_usleep(1500000);
 
+    gint64 killed_us = g_get_monotonic_time();
     kill(redis.pid, SIGKILL); /* the primary's host is gone */
     waitpid(redis.pid, NULL, 0);
     redis.pid = 0;
@@ -397,8 +404,9 @@ START_TEST(sentinel_fails_over_during_a_sale)
     json_decref(s);
     fprintf(stderr,
             "sentinel failover: %d purchases, %u orders all on the promoted replica (%u before "
-            "the primary died), %d answers 503\n",
-            b.attempts, b.orders->len, at_failover, b.unavailable);
+            "the primary died), %d answers 503, the last %.2f s after the primary died\n",
+            b.attempts, b.orders->len, at_failover, b.unavailable,
+            (double)(b.last_unavailable_us - killed_us) / 1e6);
     g_array_unref(b.orders);
     g_mutex_clear(&b.lock);
     g_free(sale);

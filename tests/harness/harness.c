@@ -252,7 +252,7 @@ gboolean harness_silklive_start(struct harness_silklive *s, const char *const *a
         char listen[32];
         g_snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
         GPtrArray *argv = g_ptr_array_new();
-        /* SILKLIVE_WRAPPER runs silklive under a tool, e.g. valgrind (tests/valgrind.sh) */
+        /* SILKLIVE_WRAPPER runs silklive under a tool, e.g. valgrind (tests/valgrind/run.sh) */
         gchar **wrapper = g_getenv("SILKLIVE_WRAPPER")
                               ? g_strsplit_set(g_getenv("SILKLIVE_WRAPPER"), " ", -1)
                               : NULL;
