@@ -140,22 +140,23 @@ static char *seed(int qty, int ttl_s)
 /* The sale as GET shows it, with the invariant checked. */
 static json_t *get_sale(const char *id)
 {
-    char path[128];
-    g_snprintf(path, sizeof path, "/api/v1/sales/%s", id);
-    json_t *s = NULL;
-    ck_assert_int_eq(api("GET", path, NULL, NULL, NULL, &s), 200);
-    ck_assert_int_ge(num(s, "available"), 0);
-    ck_assert_int_ge(num(s, "held"), 0);
-    ck_assert_int_ge(num(s, "sold"), 0);
-    ck_assert_int_eq(num(s, "available") + num(s, "held") + num(s, "sold"), num(s, "quantity"));
-    return s;
+    return harness_sale(sl.port, id);
 }
 
 /* ---- buyers: threads that reserve and confirm until told to stop ---- */
 
+#define N_BUYERS 6
+
 struct order {
     char user[32];
     char id[64];
+};
+
+struct buyers;
+
+struct buyer {
+    struct buyers *b;
+    int n;
 };
 
 struct buyers {
@@ -167,11 +168,8 @@ struct buyers {
     int attempts, unavailable, sold_out, unexpected;
     int last_unexpected;
     gint64 last_unavailable_us; /* when a 503 last came back */
-};
-
-struct buyer {
-    struct buyers *b;
-    int n;
+    GThread *threads[N_BUYERS];
+    struct buyer each[N_BUYERS];
 };
 
 /* One purchase of user: reserve, then (four times in five) confirm. */
@@ -226,24 +224,33 @@ static gpointer buyer_run(gpointer data)
     return NULL;
 }
 
-#define N_BUYERS 6
-
-static void buyers_start(struct buyers *b, GThread **threads, struct buyer *each)
+/* Buyers of sale on silklive, buying for 1.5 s before this returns. */
+static void buyers_start(struct buyers *b, const char *sale)
 {
+    memset(b, 0, sizeof *b);
+    b->sale = sale;
+    b->port = sl.port;
     g_mutex_init(&b->lock);
     b->orders = g_array_new(FALSE, TRUE, sizeof(struct order));
     for (int i = 0; i < N_BUYERS; i++) {
-        each[i].b = b;
-        each[i].n = i;
-        threads[i] = g_thread_new("buyer", buyer_run, &each[i]);
+        b->each[i].b = b;
+        b->each[i].n = i;
+        b->threads[i] = g_thread_new("buyer", buyer_run, &b->each[i]);
     }
+    g_usleep(1500000);
 }
 
-static void buyers_stop(struct buyers *b, GThread **threads)
+static void buyers_stop(struct buyers *b)
 {
     g_atomic_int_set(&b->stop, 1);
     for (int i = 0; i < N_BUYERS; i++)
-        g_thread_join(threads[i]);
+        g_thread_join(b->threads[i]);
+}
+
+static void buyers_free(struct buyers *b)
+{
+    g_array_unref(b->orders);
+    g_mutex_clear(&b->lock);
 }
 
 /* Every order answered 200 is in Redis: the buyer's order document and the sale's stream. */
@@ -270,11 +277,8 @@ START_TEST(redis_kill_9_during_a_sale_under_load)
     start_with("commerce", "[redis]\ntimeout_ms = 500\n", aof, NULL);
     const int qty = 700, ttl_s = 5;
     char *sale = seed(qty, ttl_s);
-    struct buyers b = {.sale = sale, .port = sl.port};
-    GThread *threads[N_BUYERS];
-    struct buyer each[N_BUYERS];
-    buyers_start(&b, threads, each);
-    g_usleep(1500000);
+    struct buyers b;
+    buyers_start(&b, sale);
 
     gint64 killed_us = g_get_monotonic_time();
     kill(redis.pid, SIGKILL);
@@ -290,7 +294,7 @@ START_TEST(redis_kill_9_during_a_sale_under_load)
     harness_redis_restart(&redis, aof); /* the same port and dir: the AOF alone */
     gint64 restarted_us = g_get_monotonic_time();
     g_usleep(4000000);
-    buyers_stop(&b, threads);
+    buyers_stop(&b);
 
     ck_assert_msg(during > 0, "no request was answered 503 while Redis was down");
     ck_assert_msg(b.unexpected == 0, "%d answers were neither success, 409 nor 503 (last %d)",
@@ -319,8 +323,7 @@ START_TEST(redis_kill_9_during_a_sale_under_load)
             b.attempts, b.orders->len, b.unavailable, during,
             (double)(restarted_us - killed_us) / 1e6,
             (double)(b.last_unavailable_us - restarted_us) / 1e6);
-    g_array_unref(b.orders);
-    g_mutex_clear(&b.lock);
+    buyers_free(&b);
     g_free(sale);
 }
 END_TEST
@@ -363,11 +366,8 @@ START_TEST(sentinel_fails_over_during_a_sale)
     g_snprintf(url, sizeof url, "sentinel://127.0.0.1:%d/silklive", sentinel.port);
     start_silklive("commerce", "[redis]\ntimeout_ms = 500\n", url, NULL);
     char *sale = seed(100000, 5);
-    struct buyers b = {.sale = sale, .port = sl.port};
-    GThread *threads[N_BUYERS];
-    struct buyer each[N_BUYERS];
-    buyers_start(&b, threads, each);
-    g_usleep(1500000);
+    struct buyers b;
+    buyers_start(&b, sale);
 
     gint64 killed_us = g_get_monotonic_time();
     kill(redis.pid, SIGKILL); /* the primary's host is gone */
@@ -390,7 +390,7 @@ START_TEST(sentinel_fails_over_during_a_sale)
     }
     json_decref(ready);
     g_usleep(2000000);
-    buyers_stop(&b, threads);
+    buyers_stop(&b);
 
     ck_assert_msg(b.unexpected == 0, "%d unexpected answers (last %d)", b.unexpected,
                   b.last_unexpected);
@@ -407,8 +407,7 @@ START_TEST(sentinel_fails_over_during_a_sale)
             "the primary died), %d answers 503, the last %.2f s after the primary died\n",
             b.attempts, b.orders->len, at_failover, b.unavailable,
             (double)(b.last_unavailable_us - killed_us) / 1e6);
-    g_array_unref(b.orders);
-    g_mutex_clear(&b.lock);
+    buyers_free(&b);
     g_free(sale);
     ck_assert_int_eq(harness_silklive_stop(&sl), 0);
     harness_redis_stop(&sentinel);
@@ -840,11 +839,8 @@ START_TEST(sigterm_under_load)
     }
     GPid ff = publish("320x240", 120);
     ck_assert_msg(wait_live(TRUE, 20), "the channel never went live");
-    struct buyers b = {.sale = sale, .port = sl.port};
-    GThread *threads[N_BUYERS];
-    struct buyer each[N_BUYERS];
-    buyers_start(&b, threads, each);
-    g_usleep(1500000);
+    struct buyers b;
+    buyers_start(&b, sale);
 
     gint64 t0 = g_get_monotonic_time();
     kill(sl.pid, SIGTERM);
@@ -854,7 +850,7 @@ START_TEST(sigterm_under_load)
         g_usleep(20000);
     }
     double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
-    buyers_stop(&b, threads);
+    buyers_stop(&b);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
     sl.pid = 0;
     ck_assert_msg(secs < 10.0, "took %.1f s to exit", secs);
@@ -888,8 +884,7 @@ START_TEST(sigterm_under_load)
     harness_silklive_stop(&sl); /* frees its paths */
     g_free(pl);
     g_free(path);
-    g_array_unref(b.orders);
-    g_mutex_clear(&b.lock);
+    buyers_free(&b);
     g_free(sale);
 }
 END_TEST

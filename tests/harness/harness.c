@@ -528,3 +528,19 @@ GPid harness_ffmpeg_publish(const char *url, const char *size, int fps, int gop,
     g_free(g);
     return pid;
 }
+
+json_t *harness_sale(int port, const char *id)
+{
+    char path[128];
+    g_snprintf(path, sizeof path, "/api/v1/sales/%s", id);
+    json_t *s = NULL;
+    ck_assert_int_eq(harness_api(port, "GET", path, NULL, NULL, NULL, &s), 200);
+    json_int_t available = json_integer_value(json_object_get(s, "available"));
+    json_int_t held = json_integer_value(json_object_get(s, "held"));
+    json_int_t sold = json_integer_value(json_object_get(s, "sold"));
+    ck_assert_int_ge(available, 0);
+    ck_assert_int_ge(held, 0);
+    ck_assert_int_ge(sold, 0);
+    ck_assert_int_eq(available + held + sold, json_integer_value(json_object_get(s, "quantity")));
+    return s;
+}

@@ -67,6 +67,9 @@ char *harness_header(const struct harness_response *r, const char *name);
 struct json_t;
 int harness_api(int port, const char *method, const char *path, const char *tok, const char *idem,
                 const char *body, struct json_t **out);
+/* GET /api/v1/sales/{id} on port, checked (200, counts never negative, available + held +
+ * sold == quantity: the invariant of api.md); the sale document (json_decref). */
+struct json_t *harness_sale(int port, const char *id);
 /* A token signed with secret for role (an enum sl_role), sub and pavilion (or NULL). g_free. */
 char *harness_token(const char *secret, int role, const char *sub, const char *pav);
 
