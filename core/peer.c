@@ -19,6 +19,7 @@
 struct peer_entry {
     char addr[INET6_ADDRSTRLEN]; /* also the key of peer_limits.conns */
     guint open;
+    gboolean trusted; /* a proxy of trusted_proxies */
 };
 
 struct rate_bucket {
@@ -143,7 +144,7 @@ int peer_limits_event(struct peer_limits *p, struct lws *wsi, int reason, void *
             !address_text((const struct sockaddr *)&a->cli_addr, p->pending, sizeof p->pending))
             return 0;
         const struct peer_entry *e = g_hash_table_lookup(p->conns, p->pending);
-        if (p->max_conns > 0 && e && e->open >= (guint)p->max_conns && !is_trusted(p, p->pending)) {
+        if (p->max_conns > 0 && e && e->open >= (guint)p->max_conns && !e->trusted) {
             sl_metric_add(p->m_refused_conns, 1);
             return -1; /* lws closes the socket before any byte is read */
         }
@@ -158,6 +159,7 @@ int peer_limits_event(struct peer_limits *p, struct lws *wsi, int reason, void *
         if (e == NULL) {
             e = g_new0(struct peer_entry, 1);
             g_strlcpy(e->addr, p->pending, sizeof e->addr);
+            e->trusted = is_trusted(p, e->addr);
             g_hash_table_insert(p->conns, e->addr, e);
         }
         e->open++;
@@ -182,7 +184,7 @@ int peer_limits_event(struct peer_limits *p, struct lws *wsi, int reason, void *
 static char *client_of(struct peer_limits *p, struct lws *wsi, const char *forwarded_for)
 {
     const struct peer_entry *e = g_hash_table_lookup(p->by_wsi, wsi);
-    if (e && !is_trusted(p, e->addr)) return g_strdup(e->addr);
+    if (e && !e->trusted) return g_strdup(e->addr);
     if (forwarded_for == NULL) return NULL;
     const char *last = strrchr(forwarded_for, ',');
     char *addr = g_strstrip(g_strdup(last ? last + 1 : forwarded_for));
