@@ -80,7 +80,6 @@ static void set_error(sl_redis *r, const char *msg)
     r->last_error = g_strdup(msg);
 }
 
-/* redis://host:port[/db] or unix:///path[?db=N] */
 /* The URL for messages and /metrics: a password never appears in a log. */
 static char *url_redacted(const char *url)
 {
@@ -127,6 +126,17 @@ static int sentinel_url_parse(sl_redis *r, const char *url)
     return rc;
 }
 
+static void url_error(const char *url, GError **err)
+{
+    char *shown = url_redacted(url);
+    g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                "invalid Redis URL '%s' (want redis://[[USER]:PASSWORD@]HOST:PORT[/DB], "
+                "unix:///PATH, sentinel://HOST:PORT[,HOST:PORT...]/NAME[/DB] or embedded)",
+                shown);
+    g_free(shown);
+}
+
+/* redis://[[user]:password@]host:port[/db], unix:///path[?db=N] or sentinel://... */
 static int url_parse(sl_redis *r, const char *url, GError **err)
 {
     if (g_str_has_prefix(url, "sentinel://")) {
@@ -177,12 +187,7 @@ static int url_parse(sl_redis *r, const char *url, GError **err)
     }
     return SL_OK;
 bad:
-    char *shown = url_redacted(url);
-    g_set_error(err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                "invalid Redis URL '%s' (want redis://[[USER]:PASSWORD@]HOST:PORT[/DB], "
-                "unix:///PATH, sentinel://HOST:PORT[,HOST:PORT...]/NAME[/DB] or embedded)",
-                shown);
-    g_free(shown);
+    url_error(url, err);
     return SL_ERR;
 }
 
