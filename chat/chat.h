@@ -10,8 +10,9 @@
  * history (50): events a plain join replays; queue_frames (256) and queue_bytes (1048576): a
  * connection's send queue, past which it is a slow consumer; idle_timeout_s (120): a connection
  * that sends nothing, not even a pong, for that long is closed; frame_rate (20): frames per
- * second one connection may send, in bursts of twice that; socket_sndbuf (65536): the kernel send
- * buffer of each connection (0: the kernel's own autotuning, up to megabytes per stalled peer). */
+ * second one connection may send, in bursts of twice that; socket_sndbuf (0: the kernel's own
+ * autotuning): a fixed kernel send buffer per connection, so a peer that stops reading is cut
+ * off once its queue fills rather than after the kernel buffered up to megabytes for it. */
 extern const struct sl_module chat_module;
 
 #endif

@@ -1010,9 +1010,10 @@ static int chat_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     }
     case LWS_CALLBACK_ESTABLISHED: {
         if (chat == NULL) return -1;
-        /* Bound what the kernel holds for a viewer who stops reading: the queue above it
-         * then fills, and the viewer is cut off, instead of megabytes piling up in socket
-         * buffers that autotuning grows for every stalled phone. */
+        /* Optionally bound what the kernel holds for a viewer who stops reading: the queue
+         * above it then fills and the viewer is cut off sooner, instead of after the kernel's
+         * autotuned buffer (up to megabytes) is full. Off by default: that buffer is also what
+         * carries a reading viewer through a hiccup during a burst. */
         int sndbuf = (int)chat->socket_sndbuf;
         if (sndbuf > 0)
             setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
@@ -1092,8 +1093,8 @@ static int chat_init(sl_server *srv, GError **err)
                           err) != SL_OK ||
         sl_config_get_int(cfg, "chat", "frame_rate", 20, 1, 1000000, &chat->frame_rate, err) !=
             SL_OK ||
-        sl_config_get_int(cfg, "chat", "socket_sndbuf", 65536, 0, 1 << 26, &chat->socket_sndbuf,
-                          err) != SL_OK)
+        sl_config_get_int(cfg, "chat", "socket_sndbuf", 0, 0, 1 << 26, &chat->socket_sndbuf, err) !=
+            SL_OK)
         return SL_ERR;
     struct lws_protocols p = {
         .name = "silklive.v1",

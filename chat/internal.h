@@ -90,7 +90,8 @@ struct chat {
     sl_script *send, *join, *presence, *moderate; /* owned */
     int64_t rate_messages, rate_window_ms, history, recovery_max;
     int64_t queue_frames, queue_bytes, idle_timeout_s, frame_rate;
-    int64_t socket_sndbuf; /* SO_SNDBUF of each connection; 0 leaves the kernel's autotuning */
+    int64_t socket_sndbuf; /* SO_SNDBUF of each connection; 0 (default) leaves the kernel's
+                              autotuning */
     guint64 next_conn_id, next_room_serial;
     guint tick_timer, keepalive_timer;
     unsigned ticks;

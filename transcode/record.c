@@ -133,6 +133,7 @@ static void clip_done(struct clip_job *job)
 static gboolean clips_drain(gpointer unused)
 {
     struct clip_job *job;
+    if (clip_finished == NULL) return G_SOURCE_REMOVE; /* an idle of a clip cut before shutdown */
     while ((job = g_async_queue_try_pop(clip_finished)))
         clip_done(job);
     return G_SOURCE_REMOVE;

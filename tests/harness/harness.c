@@ -310,6 +310,7 @@ gboolean harness_silklive_start(struct harness_silklive *s, const char *const *a
 int harness_silklive_stop(struct harness_silklive *s)
 {
     int result = -1;
+    gboolean was_running = s->pid > 0;
     if (s->pid > 0) {
         kill(s->pid, SIGTERM);
         for (int i = 0; i < 1500; i++) {
@@ -326,6 +327,15 @@ int harness_silklive_stop(struct harness_silklive *s)
             waitpid(s->pid, NULL, 0);
             s->pid = 0;
         }
+    }
+    if (was_running && result != 0 && s->log_path) { /* why, before the log is removed with its dir */
+        char *log = NULL;
+        gsize len = 0;
+        if (g_file_get_contents(s->log_path, &log, &len, NULL)) {
+            const char *tail = log + (len > 4000 ? len - 4000 : 0);
+            fprintf(stderr, "silklive exited %d; the end of its log:\n%s\n", result, tail);
+        }
+        g_free(log);
     }
     if (s->data_dir) {
         char *root = g_path_get_dirname(s->data_dir);
