@@ -171,7 +171,9 @@ static int cmd_serve(int argc, char **argv)
         {"rtmp-listen", 0, 0, G_OPTION_ARG_STRING, &rtmp, "RTMP ingest (127.0.0.1:1935)",
          "HOST:PORT"},
         {"redis", 0, 0, G_OPTION_ARG_STRING, &redis,
-         "redis://HOST:PORT[/DB], unix:///PATH, sentinel://HOST:PORT[,...]/NAME or embedded (default)", "URL"},
+         "redis://HOST:PORT[/DB], unix:///PATH, sentinel://HOST:PORT[,...]/NAME or embedded "
+         "(default)",
+         "URL"},
         {"media-dir", 0, 0, G_OPTION_ARG_FILENAME, &media, "HLS output (./media)", "DIR"},
         {"data-dir", 0, 0, G_OPTION_ARG_FILENAME, &f.data_dir, "secret, embedded Redis (./data)",
          "DIR"},

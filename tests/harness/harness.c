@@ -328,7 +328,8 @@ int harness_silklive_stop(struct harness_silklive *s)
             s->pid = 0;
         }
     }
-    if (was_running && result != 0 && s->log_path) { /* why, before the log is removed with its dir */
+    /* why it failed, before the log goes with its directory */
+    if (was_running && result != 0 && s->log_path) {
         char *log = NULL;
         gsize len = 0;
         if (g_file_get_contents(s->log_path, &log, &len, NULL)) {
