@@ -231,6 +231,7 @@ function setLive(live) {
   else {
     stopPlayer();
     showOffline(true);
+    loadHighlights(); // the show's replays, should their room event have been missed
   }
 }
 
@@ -676,13 +677,19 @@ async function loadSales() {
 
 // ---- highlights ----
 
-async function loadHighlights() {
+let highlightsRetry = null;
+
+async function loadHighlights(attempt = 0) {
+  clearTimeout(highlightsRetry);
   let clips = [];
   try {
     const r = await api('GET', `/api/v1/channels/${encodeURIComponent(state.channel)}/highlights`);
     clips = Array.isArray(r) ? r : r.highlights || [];
-  } catch {
-    clips = []; // not recorded (yet), or replays are not enabled on this server
+  } catch (e) {
+    // A busy server or a dropped request must not cost the replays until the next event:
+    // try again a few times. (A 404 means replays are not enabled here: nothing to retry.)
+    if (e?.status !== 404 && attempt < 5) highlightsRetry = setTimeout(() => loadHighlights(attempt + 1), 3000);
+    return;
   }
   $('#highlights').hidden = clips.length === 0;
   $('#clips').replaceChildren(...await Promise.all(clips.map(async (c) => {
