@@ -178,29 +178,36 @@ int peer_limits_event(struct peer_limits *p, struct lws *wsi, int reason, void *
     }
 }
 
-/* The client an API request counts against: its peer, or for a trusted proxy the address the
- * proxy appended last to X-Forwarded-For (earlier entries are the client's own claims). NULL
- * when nothing limits it: a trusted peer that forwards nothing, e.g. a local tool. */
-static char *client_of(struct peer_limits *p, struct lws *wsi, const char *forwarded_for)
+/* The client an API request counts against, into out: its peer, or for a trusted proxy the
+ * address the proxy appended last to X-Forwarded-For (earlier entries are the client's own
+ * claims). FALSE when nothing limits it: a trusted peer that forwards nothing, a local tool. */
+static gboolean client_of(struct peer_limits *p, struct lws *wsi, const char *forwarded_for,
+                          char out[INET6_ADDRSTRLEN])
 {
     const struct peer_entry *e = g_hash_table_lookup(p->by_wsi, wsi);
-    if (e && !e->trusted) return g_strdup(e->addr);
-    if (forwarded_for == NULL) return NULL;
-    const char *last = strrchr(forwarded_for, ',');
-    char *addr = g_strstrip(g_strdup(last ? last + 1 : forwarded_for));
-    if (*addr == '\0' || strlen(addr) >= INET6_ADDRSTRLEN) {
-        g_free(addr);
-        return NULL;
+    if (e && !e->trusted) {
+        g_strlcpy(out, e->addr, INET6_ADDRSTRLEN);
+        return TRUE;
     }
-    return addr;
+    if (forwarded_for == NULL) return FALSE;
+    const char *last = strrchr(forwarded_for, ',');
+    const char *start = last ? last + 1 : forwarded_for;
+    while (g_ascii_isspace(*start))
+        start++;
+    size_t n = strlen(start);
+    while (n > 0 && g_ascii_isspace(start[n - 1]))
+        n--;
+    if (n == 0 || n >= INET6_ADDRSTRLEN) return FALSE;
+    memcpy(out, start, n);
+    out[n] = '\0';
+    return TRUE;
 }
 
 gboolean peer_limits_take(struct peer_limits *p, struct lws *wsi, const char *forwarded_for,
                           int *retry_after_s)
 {
-    if (p == NULL || p->rate <= 0) return TRUE;
-    char *client = client_of(p, wsi, forwarded_for);
-    if (client == NULL) return TRUE;
+    char client[INET6_ADDRSTRLEN];
+    if (p == NULL || p->rate <= 0 || !client_of(p, wsi, forwarded_for, client)) return TRUE;
     gint64 now = g_get_monotonic_time();
     struct rate_bucket *b = g_hash_table_lookup(p->buckets, client);
     if (b == NULL && g_hash_table_size(p->buckets) >= PEER_MAX_BUCKETS) {
@@ -209,10 +216,8 @@ gboolean peer_limits_take(struct peer_limits *p, struct lws *wsi, const char *fo
         b = g_new(struct rate_bucket, 1);
         b->tokens = p->burst;
         b->last_us = now;
-        g_hash_table_insert(p->buckets, client, b);
-        client = NULL; /* the table owns it */
+        g_hash_table_insert(p->buckets, g_strdup(client), b);
     }
-    g_free(client);
     b->tokens = MIN(p->burst, b->tokens + p->rate * (double)(now - b->last_us) / G_USEC_PER_SEC);
     b->last_us = now;
     if (b->tokens >= 1.0) {
