@@ -58,6 +58,10 @@ struct peer_limits *server_peer_limits(sl_server *srv);
 
 /* ---- Redis (redis.c) ---- */
 sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError **err);
+/* Another command connection, with its own connected/reconnects series (labels e.g.
+ * "connection=\"orders\""). */
+sl_redis *redis_new_labelled(GMainContext *ctx, const char *url, int timeout_ms, const char *labels,
+                             GError **err);
 /* Run ctx until the first connection succeeds or fails. SL_OK or SL_ERR (*err names the cause). */
 int redis_connect_wait(sl_redis *r, int timeout_ms, GError **err);
 void redis_free(sl_redis *r);

@@ -205,9 +205,10 @@ int sl_redis_url_check(const char *url, GError **err)
     return rc;
 }
 
-/* A connection; a subscriber one (subscriber TRUE) only subscribes and has its own gauges. */
+/* A connection; a subscriber one (subscriber TRUE) only subscribes and has its own gauges, as
+ * does one with labels (e.g. the orders connection), so no two connections share a gauge. */
 static sl_redis *redis_open(GMainContext *ctx, const char *url, int timeout_ms, gboolean subscriber,
-                            GError **err)
+                            const char *labels, GError **err)
 {
     sl_redis *r = g_new0(sl_redis, 1);
     r->ctx = ctx;
@@ -234,9 +235,9 @@ static sl_redis *redis_open(GMainContext *ctx, const char *url, int timeout_ms, 
                                         "Redis pub/sub connections lost", NULL, 1);
     } else {
         r->m_connected = sl_metric_get("silklive_redis_connected", SL_METRIC_GAUGE,
-                                       "1 while the Redis connection is up", NULL, 1);
+                                       "1 while the Redis connection is up", labels, 1);
         r->m_reconnects = sl_metric_get("silklive_redis_reconnects_total", SL_METRIC_COUNTER,
-                                        "Redis connections lost", NULL, 1);
+                                        "Redis connections lost", labels, 1);
     }
     connect_start(r);
     return r;
@@ -244,7 +245,13 @@ static sl_redis *redis_open(GMainContext *ctx, const char *url, int timeout_ms, 
 
 sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError **err)
 {
-    return redis_open(ctx, url, timeout_ms, FALSE, err);
+    return redis_open(ctx, url, timeout_ms, FALSE, NULL, err);
+}
+
+sl_redis *redis_new_labelled(GMainContext *ctx, const char *url, int timeout_ms, const char *labels,
+                             GError **err)
+{
+    return redis_open(ctx, url, timeout_ms, FALSE, labels, err);
 }
 
 static void pending_unlink(struct pending *p)
@@ -773,7 +780,7 @@ void redis_free(sl_redis *r)
 
 sl_redis *redis_new_subscriber(GMainContext *ctx, const char *url, GError **err)
 {
-    return redis_open(ctx, url, 0, TRUE, err); /* no commands, so no command timeout */
+    return redis_open(ctx, url, 0, TRUE, NULL, err); /* no commands, so no command timeout */
 }
 
 void redis_subscribe(sl_redis *r, const char *channel, sl_pubsub_cb cb, void *user)

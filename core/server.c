@@ -368,7 +368,8 @@ static int start_redis(sl_server *srv, GError **err)
     if (srv->redis == NULL) return SL_ERR;
     if (redis_connect_wait(srv->redis, MAX(c->redis_timeout_ms, 3000), err) != SL_OK) return SL_ERR;
     if (srv->wait_replicas > 0) {
-        srv->orders = redis_new(srv->ctx, url, c->redis_timeout_ms, err);
+        srv->orders =
+            redis_new_labelled(srv->ctx, url, c->redis_timeout_ms, "connection=\"orders\"", err);
         if (srv->orders == NULL) return SL_ERR;
         role_poll(srv);
         srv->role_timer = g_timeout_add_seconds(1, role_poll, srv);
