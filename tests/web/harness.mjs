@@ -2,10 +2,10 @@
 // free loopback ports, each under `timeout` so nothing outlives a crashed test run.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 const LIFETIME_S = '900';
 const children = [];
@@ -155,6 +155,12 @@ http {
       if (c.exitCode !== null) continue;
       c.kill('SIGTERM');
       await Promise.race([c.exited, new Promise((r) => setTimeout(r, 12000))]);
+    }
+    // The servers' logs outlive the directory when LOG_DIR is set (ctest sets it): a failure in
+    // CI can then be read afterwards.
+    if (process.env.LOG_DIR) {
+      mkdirSync(process.env.LOG_DIR, { recursive: true });
+      for (const f of readdirSync(dir).filter((n) => n.endsWith('.log'))) copyFileSync(join(dir, f), join(process.env.LOG_DIR, `${basename(dir)}-${f}`));
     }
     if (!process.env.KEEP_TMP) rmSync(dir, { recursive: true, force: true });
   }

@@ -692,11 +692,15 @@ async function loadHighlights(attempt = 0) {
     return;
   }
   $('#highlights').hidden = clips.length === 0;
+  let unnamed = false;
   $('#clips').replaceChildren(...await Promise.all(clips.map(async (c) => {
     const p = await product(c.sku);
+    unnamed ||= !p;
     return el('figure.clip', el('video', { src: c.url, controls: true, preload: 'metadata', playsInline: true }),
       el('figcaption', t('replay_of', pick(p?.title) || c.sku), el('span.muted.small', ` · ${duration(c.end_ms - c.start_ms)}`)));
   })));
+  // a product that could not be looked up is shown by its sku; name it when the server answers
+  if (unnamed && attempt < 5) highlightsRetry = setTimeout(() => loadHighlights(attempt + 1), 3000);
 }
 
 // ---- channel document ----
