@@ -6,6 +6,19 @@
 
 struct lws;
 
+/* ---- libwebsockets on libev inside the GLib loop (evloop.c) ---- */
+struct lws_context;
+typedef struct evloop evloop;
+/* A libev loop served by one GSource attached to ctx; NULL with *err if libev cannot start. */
+evloop *evloop_new(GMainContext *ctx, GError **err);
+/* The struct ev_loop * to hand lws as its foreign loop. */
+void *evloop_ev_loop(evloop *e);
+/* Start (attach) and stop (detach, before lws_context_destroy) running lws' timed events.
+ * SL_ERR if this libwebsockets keeps them in a way evloop does not know. */
+int evloop_attach(evloop *e, struct lws_context *lws);
+void evloop_detach(evloop *e);
+void evloop_free(evloop *e);
+
 /* ---- router (router.c) ---- */
 struct route {
     char *method;     /* owned */

@@ -29,6 +29,7 @@ struct sl_server {
     GArray *protocols;  /* owned struct lws_protocols, zero-terminated at start */
     GPtrArray *modules; /* const struct sl_module*, enabled ones, in start order */
     void *module_data[MODULE_SLOTS];
+    evloop *evloop;            /* owned; runs lws' sockets */
     struct lws_context *lws;   /* owned */
     sl_redis *redis;           /* owned */
     sl_redis *pubsub;          /* owned; subscriber connection */
@@ -381,10 +382,12 @@ static int start_redis(sl_server *srv, GError **err)
 static int start_lws(sl_server *srv, GError **err)
 {
     const struct sl_config *c = srv->cfg;
-    void *foreign_loops[1] = {srv->loop};
+    srv->evloop = evloop_new(srv->ctx, err);
+    if (srv->evloop == NULL) return SL_ERR;
+    void *foreign_loops[1] = {evloop_ev_loop(srv->evloop)};
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_GLIB | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     info.foreign_loops = foreign_loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.max_http_header_data = 8192;
@@ -396,7 +399,12 @@ static int start_lws(sl_server *srv, GError **err)
     if (srv->lws == NULL) {
         g_set_error(
             err, G_IO_ERROR, G_IO_ERROR_FAILED,
-            "cannot create the libwebsockets context (is libwebsockets-evlib-glib installed?)");
+            "cannot create the libwebsockets context (is libwebsockets-evlib-ev installed?)");
+        return SL_ERR;
+    }
+    if (evloop_attach(srv->evloop, srv->lws) != SL_OK) {
+        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+                    "libwebsockets %s keeps its timers in an unknown layout", LWS_LIBRARY_VERSION);
         return SL_ERR;
     }
     info.port = c->listen_port;
@@ -552,7 +560,11 @@ void sl_server_free(sl_server *srv)
     /* Order matters: connections first (pending replies find their client gone), then Redis,
      * whose in-flight commands are answered now, while the modules they call back into still
      * exist; only then the modules. */
-    if (srv->lws) lws_context_destroy(srv->lws);
+    if (srv->lws) {
+        evloop_detach(srv->evloop);
+        lws_context_destroy(srv->lws);
+    }
+    evloop_free(srv->evloop);
     peer_limits_free(srv->peers); /* after lws: closing connections still report to it */
     redis_free(srv->pubsub);
     srv->pubsub = NULL;

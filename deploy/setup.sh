@@ -4,13 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Build and run time. libwebsockets-evlib-glib is the plugin that runs lws on the GLib loop.
+# Build and run time. libwebsockets-evlib-ev is the plugin that runs lws' sockets on libev's epoll
+# loop, which core/evloop.c drives from the GLib main loop (libev-dev for its header).
 # GStreamer: base (appsrc/appsink, videoscale), good (flvdemux, jpegenc), bad (h264parse,
 # mpegtsmux, and the H.264 SPS parser), libav (avdec_h264), ugly (x264enc) make the HLS ladder
 # and posters; FFmpeg's libavformat cuts the highlight clips.
 PACKAGES=(
   build-essential cmake pkg-config
-  libglib2.0-dev libwebsockets-dev libwebsockets-evlib-glib libhiredis-dev libjansson-dev
+  libglib2.0-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libhiredis-dev libjansson-dev
   redis-server
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
