@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Build and run time. libwebsockets-evlib-ev is the plugin that runs lws' sockets on libev's epoll
 # loop, which core/evloop.c drives from the GLib main loop (libev-dev for its header).
-# GStreamer: base (appsrc/appsink, videoscale), good (flvdemux, jpegenc), bad (h264parse,
+# GStreamer: base (appsrc/appsink, videoconvert), good (flvdemux, jpegenc), bad (h264parse,
 # mpegtsmux, and the H.264 SPS parser), libav (avdec_h264), ugly (x264enc) make the HLS ladder
-# and posters; FFmpeg's libavformat cuts the highlight clips.
+# and posters; FFmpeg's libswscale scales the rungs and its libavformat cuts the highlight clips.
 PACKAGES=(
   build-essential cmake pkg-config
   libglib2.0-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libhiredis-dev libjansson-dev
@@ -16,7 +16,7 @@ PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  libavformat-dev libavcodec-dev libavutil-dev
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
 )
 # The test suite: Check, clang with libFuzzer for the fuzz targets, clang-format for the style
 # gate; real encoders (ffmpeg, GStreamer's rtmp2sink with x264 and libav's AAC) and ffprobe.

@@ -105,10 +105,18 @@ int remux_push(remux *r, uint8_t type, uint32_t ts_ms, const uint8_t *data, size
 void remux_finish(remux *r);
 /* Stop at once (shutdown); no more callbacks. */
 void remux_free(remux *r);
+/* Shutdown: frees every remux in rs (and empties it) like remux_free, but waits at most
+ * timeout_ms in all for their streaming threads to stop; pipelines that take longer are left to
+ * stop by themselves on a thread of their own. Returns how many were left. */
+int remux_free_all(GPtrArray *rs, guint timeout_ms);
 int remux_outputs(const remux *r);
 void remux_output_info(remux *r, int output, struct remux_output_info *info);
 /* Raw frames the rungs' encoders could not take since the last call (they were dropped). */
 int remux_take_overruns(remux *r);
+
+/* ---- libswscale scaler element (swscale.c) ---- */
+/* Registers "slswscale" with GStreamer (after gst_init); FALSE if it cannot. */
+gboolean transcode_swscale_register(void);
 
 /* ---- ladder (ladder.c) ---- */
 

@@ -779,6 +779,7 @@ static int transcode_init(sl_server *srv, GError **err)
     tc->preset = g_key_file_get_string(cfg->file, "transcode", "preset", NULL);
     if (tc->preset == NULL) tc->preset = g_strdup("veryfast");
     gst_init(NULL, NULL);
+    transcode_swscale_register();
     if (sl_config_get_int(cfg, "transcode", "segment_s", 2, 1, 10, &tc->segment_s, err) ||
         sl_config_get_int(cfg, "transcode", "window", 6, 3, 100, &tc->window, err) ||
         sl_config_get_int(cfg, "transcode", "grace_s", 10, 0, 3600, &tc->grace_s, err) ||
@@ -826,12 +827,38 @@ static int transcode_init(sl_server *srv, GError **err)
     return SL_OK;
 }
 
+/* Moves a stream's pipelines (current and retired) to rs, for remux_free_all(). */
+static void stream_take_remuxes(transcode_stream *s, GPtrArray *rs)
+{
+    if (s->remux) g_ptr_array_add(rs, s->remux);
+    s->remux = NULL;
+    for (guint i = 0; i < s->retired->len; i++)
+        g_ptr_array_add(rs, s->retired->pdata[i]);
+    g_ptr_array_set_size(s->retired, 0);
+}
+
+/* Budget for stopping every pipeline at shutdown; the watchdog (core) allows 9 s in all. */
+#define STOP_PIPELINES_MS 4000
+
 /* Shutdown: no time to drain pipelines; end every playlist as it stands. */
 static void transcode_stop(sl_server *srv)
 {
     struct transcode *tc = transcode_of(srv);
+    GPtrArray *rs = g_ptr_array_new();
     GHashTableIter it;
     gpointer value;
+    g_hash_table_iter_init(&it, tc->channels);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        struct hls_channel *ch = value;
+        if (ch->stream) stream_take_remuxes(ch->stream, rs);
+        for (guint i = 0; i < ch->draining->len; i++)
+            stream_take_remuxes(ch->draining->pdata[i], rs);
+    }
+    int left = remux_free_all(rs, STOP_PIPELINES_MS);
+    if (left > 0)
+        g_warning("%d pipelines did not stop within %d ms; ending their playlists without them",
+                  left, STOP_PIPELINES_MS);
+    g_ptr_array_unref(rs);
     g_hash_table_iter_init(&it, tc->channels);
     while (g_hash_table_iter_next(&it, NULL, &value)) {
         struct hls_channel *ch = value;

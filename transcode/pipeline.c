@@ -282,7 +282,7 @@ static void watch_video(remux *r, GstElement *parser, struct remux_output *o)
     gst_object_unref(src);
 }
 
-/* tee ! queue ! avdec_h264 ! tee, then per rung: queue (leaky) ! videoscale ! capsfilter !
+/* tee ! queue ! avdec_h264 ! tee, then per rung: queue (leaky) ! slswscale ! capsfilter !
  * x264enc ! h264parse ! the rung's muxer. A rung queue that overflows drops raw frames (the
  * encoder is behind) and counts an overrun; the owner sheds rungs by building the next
  * pipeline without them, never by blocking this one. */
@@ -299,7 +299,7 @@ static gboolean build_ladder(remux *r, GstElement *video_tee)
         struct remux_output *o = &r->out[i];
         GstElement *rq = queue_new(r, RUNG_QUEUE_NS, TRUE);
         if (rq) g_object_set_data(G_OBJECT(rq), "remux-background", GINT_TO_POINTER(1));
-        GstElement *scale = make(r, "videoscale"), *filter = make(r, "capsfilter");
+        GstElement *scale = make(r, "slswscale"), *filter = make(r, "capsfilter");
         GstElement *enc = make(r, "x264enc"), *parse = make(r, "h264parse");
         if (!rq || !scale || !filter || !enc || !parse) return FALSE;
         GstCaps *caps = gst_caps_new_simple("video/x-raw", "width", G_TYPE_INT, o->rung.width,
@@ -670,7 +670,7 @@ static gboolean on_bus(GstBus *bus, GstMessage *msg, gpointer data)
 
 static const char *const needed[] = {"appsrc",    "flvdemux", "h264parse", "aacparse",
                                      "mpegtsmux", "appsink",  "tee",       "queue"};
-static const char *const needed_ladder[] = {"avdec_h264", "videoscale", "x264enc"};
+static const char *const needed_ladder[] = {"avdec_h264", "slswscale", "x264enc"};
 static const char *const needed_poster[] = {"avdec_h264", "videoconvert", "jpegenc"};
 
 static gboolean have_all(const char *const *names, size_t n, GError **err, const char *hint)
@@ -808,6 +808,74 @@ void remux_finish(remux *r)
         return;
     }
     gst_app_src_end_of_stream(GST_APP_SRC(r->src));
+}
+
+/* The pipelines remux_free_all() hands to its thread; freed by whichever side lets go last. */
+struct teardown {
+    GMutex lock;
+    GCond cond;
+    GPtrArray *remuxes; /* owned references */
+    guint remaining;
+    gint refs;
+};
+
+static void teardown_unref(struct teardown *t)
+{
+    if (!g_atomic_int_dec_and_test(&t->refs)) return;
+    g_ptr_array_unref(t->remuxes);
+    g_mutex_clear(&t->lock);
+    g_cond_clear(&t->cond);
+    g_free(t);
+}
+
+static gpointer teardown_thread(gpointer data)
+{
+    struct teardown *t = data;
+    for (guint i = 0; i < t->remuxes->len; i++) {
+        remux *r = t->remuxes->pdata[i];
+        gst_element_set_state(r->pipeline, GST_STATE_NULL);
+        remux_unref(r);
+        g_mutex_lock(&t->lock);
+        t->remaining--;
+        g_cond_signal(&t->cond);
+        g_mutex_unlock(&t->lock);
+    }
+    teardown_unref(t);
+    return NULL;
+}
+
+int remux_free_all(GPtrArray *rs, guint timeout_ms)
+{
+    struct teardown *t = g_new0(struct teardown, 1);
+    g_mutex_init(&t->lock);
+    g_cond_init(&t->cond);
+    t->remuxes = g_ptr_array_new();
+    t->refs = 2;
+    for (guint i = 0; i < rs->len; i++) {
+        remux *r = rs->pdata[i];
+        if (r == NULL || r->freed) continue;
+        r->freed = TRUE;
+        if (r->bus_watch) g_source_remove(r->bus_watch);
+        r->bus_watch = 0;
+        g_ptr_array_add(t->remuxes, r);
+    }
+    g_ptr_array_set_size(rs, 0);
+    t->remaining = t->remuxes->len;
+    /* Why a thread and a deadline: stopping a pipeline joins its streaming threads, and a stop
+     * that never returns must not keep the whole process from ending its playlists and exiting. */
+    GThread *thread = g_thread_new("remux-teardown", teardown_thread, t);
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * G_TIME_SPAN_MILLISECOND;
+    g_mutex_lock(&t->lock);
+    while (t->remaining > 0 && g_cond_wait_until(&t->cond, &t->lock, deadline)) {
+    }
+    int left = (int)t->remaining;
+    g_mutex_unlock(&t->lock);
+    if (left == 0)
+        g_thread_join(thread);
+    else
+        g_thread_unref(thread);
+    teardown_unref(t);
+    return left;
 }
 
 int remux_outputs(const remux *r)

@@ -71,6 +71,8 @@ hz=$(getconf CLK_TCK)
 k=$(key CL l0)
 c0=$(cpu_ticks "$SL_PID")
 publish "$k"
+# PERF=1: a profile of silklive during this broadcast, in /tmp/transcode.perf
+[[ -n "${PERF:-}" ]] && (perf record -F 499 -g -p "$SL_PID" -o /tmp/transcode.perf -- sleep $((SECS - 5)) >/dev/null 2>&1 &)
 wait "${pids[0]}"
 sleep 3 # the last segments
 c1=$(cpu_ticks "$SL_PID")
