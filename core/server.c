@@ -518,11 +518,24 @@ int sl_server_start(sl_server *srv, GError **err, int *exit_code)
     return SL_OK;
 }
 
+/* Where shutdown is, for the watchdog to say which step hung (static strings only: it is read
+ * from a signal handler). */
+static const char *volatile shutdown_step = "the loop";
+static const char *volatile shutdown_module = "";
+
+static void say(const char *text)
+{
+    if (write(STDERR_FILENO, text, strlen(text)) < 0) { /* nothing more to do */
+    }
+}
+
 static void watchdog(int sig)
 {
-    static const char msg[] = "silklive: shutdown did not finish in time; exiting\n";
-    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing more to do */
-    }
+    (void)sig;
+    say("silklive: shutdown did not finish in time (stuck in ");
+    say(shutdown_step);
+    say(shutdown_module);
+    say("); exiting\n");
     _exit(SL_EXIT_RUNTIME);
 }
 
@@ -540,8 +553,12 @@ void sl_server_stop(sl_server *srv)
     alarm(SHUTDOWN_WATCHDOG_S);
     for (guint i = srv->modules->len; i-- > 0;) {
         const struct sl_module *m = srv->modules->pdata[i];
+        shutdown_step = "stop of module ";
+        shutdown_module = m->name;
         if (m->stop) m->stop(srv);
     }
+    shutdown_step = "the drain of the loop";
+    shutdown_module = "";
     /* What the modules queued at stop (WebSocket close frames with 1001, last Redis writes)
      * goes out on the loop: give it a moment before the loop ends. */
     g_timeout_add(SHUTDOWN_DRAIN_MS, quit_loop, srv->loop);
@@ -562,10 +579,12 @@ void sl_server_free(sl_server *srv)
      * exist; only then the modules. */
     if (srv->lws) {
         evloop_detach(srv->evloop);
+        shutdown_step = "closing connections";
         lws_context_destroy(srv->lws);
     }
     evloop_free(srv->evloop);
     peer_limits_free(srv->peers); /* after lws: closing connections still report to it */
+    shutdown_step = "closing Redis";
     redis_free(srv->pubsub);
     srv->pubsub = NULL;
     if (srv->role_timer) g_source_remove(srv->role_timer);
@@ -575,8 +594,12 @@ void sl_server_free(sl_server *srv)
     srv->redis = NULL;
     for (guint i = srv->modules->len; i-- > 0;) {
         const struct sl_module *m = srv->modules->pdata[i];
+        shutdown_step = "destroy of module ";
+        shutdown_module = m->name;
         if (m->destroy) m->destroy(srv);
     }
+    shutdown_step = "stopping the embedded Redis";
+    shutdown_module = "";
     embedded_redis_stop(srv->embedded);
     if (srv->lock_fd >= 0) close(srv->lock_fd);
     router_free(srv->routes);
