@@ -162,22 +162,33 @@ char *cm_key(const char *fmt, const char *id)
     return g_strdup_printf(fmt, id);
 }
 
+/* Bytes from the kernel's CSPRNG, fetched 512 at a time: one getrandom() per id was a syscall
+ * on every reservation. Per thread, so no lock. */
+static guint8 random_byte(void)
+{
+    static _Thread_local guint8 pool[512];
+    static _Thread_local size_t left;
+    if (left == 0) {
+        if (getrandom(pool, sizeof pool, 0) != (ssize_t)sizeof pool) g_error("getrandom failed");
+        left = sizeof pool;
+    }
+    guint8 b = pool[--left];
+    pool[left] = 0; /* a byte handed out is not kept */
+    return b;
+}
+
 char *cm_random_id(const char *prefix, int chars)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    guint8 raw[64];
-    g_assert(chars <= (int)sizeof raw);
-    if (getrandom(raw, (size_t)chars, 0) != chars) g_error("getrandom failed");
-    GString *s = g_string_new(prefix);
+    GString *s = g_string_sized_new(strlen(prefix) + (size_t)chars);
+    g_string_append(s, prefix);
     /* 62 symbols from a byte: reject 248..255 so every symbol is equally likely */
     for (int i = 0; i < chars;) {
-        for (int k = 0; k < chars && i < chars; k++) {
-            if (raw[k] < 248) {
-                g_string_append_c(s, alphabet[raw[k] % 62]);
-                i++;
-            }
+        guint8 b = random_byte();
+        if (b < 248) {
+            g_string_append_c(s, alphabet[b % 62]);
+            i++;
         }
-        if (i < chars && getrandom(raw, (size_t)chars, 0) != chars) g_error("getrandom failed");
     }
     return g_string_free(s, FALSE);
 }

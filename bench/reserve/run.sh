@@ -27,7 +27,7 @@ PY
 
 # --- silklive through HTTP ---
 SALE=$(new_sale)
-[[ -n "${PERF:-}" ]] && (perf record -g -p "$SL_PID" -o /tmp/reserve.perf -- sleep $((SECS - 2)) >/dev/null 2>&1 &)
+[[ -n "${PERF:-}" ]] && (perf record ${PERF_CG:--g} -p "$SL_PID" -o /tmp/reserve.perf -- sleep $((SECS - 2)) >/dev/null 2>&1 &)
 t0=$(cpu_ticks "$SL_PID")
 taskset -c 1 wrk -t1 -c64 -d"${SECS}s" --latency -s bench/reserve/reserve.lua \
   "http://127.0.0.1:$HP" -- "$work/tokens" "$SALE" >"$work/wrk.txt"
