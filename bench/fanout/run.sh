@@ -3,7 +3,7 @@
 # silklive's hub beside a Node `ws` broadcast server (npm ws) in the same run; then idle
 # connections held and server RSS per connection for both.
 # Server on core 0, load generator (and Redis) on core 1.
-# Usage: bench/fanout/run.sh [subscribers] [seconds] [rates...]   (default 1000 10 500 1000 2000 4000)
+# Usage: bench/fanout/run.sh [subscribers] [seconds] [rates...|none]   (default 1000 10 500 1000 2000 4000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SUBS=${1:-1000}
@@ -11,6 +11,9 @@ SECS=${2:-10}
 shift 2 || true
 RATES=("$@")
 ((${#RATES[@]})) || RATES=(500 1000 2000 4000)
+# "none": only the idle rounds, on fresh servers. After load rounds both heaps hold freed memory
+# (silklive's allocator reuses it, understating growth; Node's GC returns it, making it negative).
+[[ "${RATES[0]}" == none ]] && RATES=()
 IDLE=${IDLE:-5000 10000 18000}
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
