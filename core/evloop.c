@@ -160,9 +160,10 @@ evloop *evloop_new(GMainContext *ctx, GError **err)
     struct evloop *e = (struct evloop *)source;
     e->loop = loop;
     g_source_set_name(source, "libwebsockets (libev)");
-    /* The level of the Redis pub/sub feed (see redis.c): a busy feed and client service take
-     * turns, so the feed is read only as fast as clients are served. */
-    g_source_set_priority(source, G_PRIORITY_DEFAULT_IDLE);
+    /* Above the Redis pub/sub feed (G_PRIORITY_DEFAULT_IDLE, see redis.c): the feed is read
+     * only when no client is ready to be served, so a burst on it cannot outrun the writes and
+     * fill every member's queue (test_chat's slow_consumer_is_closed). */
+    g_source_set_priority(source, G_PRIORITY_DEFAULT);
     e->fd_tag = g_source_add_unix_fd(source, fd, G_IO_IN);
     g_source_attach(source, ctx);
     return e;

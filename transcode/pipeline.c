@@ -861,6 +861,11 @@ int remux_free_all(GPtrArray *rs, guint timeout_ms)
     }
     g_ptr_array_set_size(rs, 0);
     t->remaining = t->remuxes->len;
+    if (t->remaining == 0) {
+        t->refs = 1;
+        teardown_unref(t);
+        return 0;
+    }
     /* Why a thread and a deadline: stopping a pipeline joins its streaming threads, and a stop
      * that never returns must not keep the whole process from ending its playlists and exiting. */
     GThread *thread = g_thread_new("remux-teardown", teardown_thread, t);
