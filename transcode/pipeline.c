@@ -846,26 +846,26 @@ static gpointer teardown_thread(gpointer data)
 
 int remux_free_all(GPtrArray *rs, guint timeout_ms)
 {
-    struct teardown *t = g_new0(struct teardown, 1);
-    g_mutex_init(&t->lock);
-    g_cond_init(&t->cond);
-    t->remuxes = g_ptr_array_new();
-    t->refs = 2;
+    GPtrArray *stopping = g_ptr_array_new();
     for (guint i = 0; i < rs->len; i++) {
         remux *r = rs->pdata[i];
         if (r == NULL || r->freed) continue;
         r->freed = TRUE;
         if (r->bus_watch) g_source_remove(r->bus_watch);
         r->bus_watch = 0;
-        g_ptr_array_add(t->remuxes, r);
+        g_ptr_array_add(stopping, r);
     }
     g_ptr_array_set_size(rs, 0);
-    t->remaining = t->remuxes->len;
-    if (t->remaining == 0) {
-        t->refs = 1;
-        teardown_unref(t);
+    if (stopping->len == 0) {
+        g_ptr_array_unref(stopping);
         return 0;
     }
+    struct teardown *t = g_new0(struct teardown, 1);
+    g_mutex_init(&t->lock);
+    g_cond_init(&t->cond);
+    t->remuxes = stopping;
+    t->remaining = stopping->len;
+    t->refs = 2;
     /* Why a thread and a deadline: stopping a pipeline joins its streaming threads, and a stop
      * that never returns must not keep the whole process from ending its playlists and exiting. */
     GThread *thread = g_thread_new("remux-teardown", teardown_thread, t);
