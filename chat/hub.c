@@ -47,6 +47,10 @@ struct conn {
     struct sl_claims who;
     gboolean authed;
     char since[CHAT_STREAM_ID_MAX];
+    /* The newest event `joined` held: a live event up to it arriving later (pub/sub lags the
+     * history read) was already delivered and is dropped. */
+    struct chat_stream_id floor;
+    gboolean has_floor;
     /* the send queue: a ring of shared frames */
     struct chat_frame **q; /* owned array; each frame holds one reference */
     guint q_head, q_len, q_cap;
@@ -173,6 +177,7 @@ static void conn_enqueue(struct conn *c, struct chat_frame *f, gboolean front)
 {
     struct chat *chat = c->chat;
     if (c->wsi == NULL || c->close_code) return;
+    if (f->has_id && c->has_floor && chat_stream_id_cmp(&f->id, &c->floor) <= 0) return;
     guint max = (guint)chat->queue_frames;
     if (f->kind == CHAT_FRAME_COALESCIBLE && c->q_len >= max / 4) {
         sl_metric_add(chat->m_dropped, 1);
@@ -739,6 +744,8 @@ static void join_replied(struct redisReply *reply, const char *err, void *user)
         guint removed;
         queue_filter(c, keep_newer, &newest, &removed);
     }
+    c->floor = newest;
+    c->has_floor = has_newest;
     c->state = CONN_JOINED;
     conn_enqueue(c, f, TRUE);
     chat_frame_unref(f);
@@ -793,6 +800,7 @@ static void conn_join(struct conn *c, struct chat_msg *m)
     c->authed = authed;
     g_strlcpy(c->since, m->has_since ? m->since_text : "", sizeof c->since);
     c->join_gen++;
+    c->has_floor = FALSE; /* ids are per channel */
     /* Joining holds back live events; a reply or error already queued waits with them. */
     gboolean created;
     struct room *r = room_get(chat, m->channel, &created);
