@@ -151,7 +151,15 @@ static void clip_thread(gpointer data, gpointer unused)
 /* Cut a closed span once the recording reaches its end (or the broadcast is over). */
 static void clip_queue(struct recording *rec, const struct span *span)
 {
-    if (span->end - span->start < MIN_CLIP_MS) return;
+    if (span->end - span->start < MIN_CLIP_MS) {
+        /* said, because a replay a viewer expected and never got must be explainable */
+        g_message("channel %s: %s was on screen for %" G_GINT64_FORMAT
+                  " ms of the recording (%" G_GINT64_FORMAT "..%" G_GINT64_FORMAT
+                  ", recorded up to %" G_GINT64_FORMAT "); no highlight",
+                  rec->channel, span->sku, span->end - span->start, span->start, span->end,
+                  rec->end_pdt);
+        return;
+    }
     struct clip_job *job = g_new0(struct clip_job, 1);
     job->rec = rec;
     job->span = *span;
