@@ -73,6 +73,7 @@ struct remux_segment {
     int output;
     char *location;           /* owned */
     int64_t start_ns, end_ns; /* running time; the same instants in every output */
+    int64_t media_start_ms;   /* where it starts on the publisher's clock (FLV timestamps) */
 };
 
 struct remux_output_info {

@@ -406,7 +406,7 @@ static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
     struct remux_output_info info;
     remux_output_info(rx, seg->output, &info);
     struct rendition *r = rendition_get(ch, info.name);
-    int64_t pdt = s->wall0_ms + seg->start_ns / 1000000;
+    int64_t pdt = s->wall0_ms + seg->media_start_ms;
     char *uri = g_path_get_basename(seg->location);
     /* a segment of another pipeline than the last one follows a gap */
     const char *cut = strrchr(uri, '_');

@@ -66,6 +66,12 @@ struct remux {
     /* shared with the streaming threads, under lock */
     GMutex lock;
     int64_t end_ns; /* running time where the last data seen ends */
+    /* The first buffer's running time, and the publisher's timestamp (FLV ms) of the first tag
+     * pushed (loop thread): together they place every segment on the publisher's clock.
+     * Running time need not equal that clock: a pipeline built mid-stream (a rung shed or
+     * restored) did not start at the stream's first tag. */
+    int64_t first_rt;
+    int64_t origin_ms;
     gboolean has_video;
     int64_t last_poster_rt;
     gint fps_n, fps_d;
@@ -130,6 +136,7 @@ static void cut_check(remux *r, struct remux_output *o, gboolean boundary, int64
 
 static void note_end(remux *r, GstBuffer *buf, int64_t rt)
 {
+    if (r->first_rt < 0) r->first_rt = rt;
     int64_t end = rt + (GST_BUFFER_DURATION_IS_VALID(buf) ? (int64_t)GST_BUFFER_DURATION(buf) : 0);
     if (end > r->end_ns) r->end_ns = end;
 }
@@ -459,6 +466,7 @@ static gboolean file_done_on_loop(gpointer data)
         seg.start_ns = g_array_index(o->cuts, int64_t, fd->i);
         seg.end_ns =
             fd->i + 1 < o->cuts->len ? g_array_index(o->cuts, int64_t, fd->i + 1) : r->end_ns;
+        seg.media_start_ms = MAX(r->origin_ms, 0) + (seg.start_ns - MAX(r->first_rt, 0)) / 1000000;
     }
     if (fd->last) o->eos = TRUE;
     gboolean ended = fd->last && all_outputs_ended(r);
@@ -705,6 +713,8 @@ remux *remux_new(const struct remux_config *cfg, const struct remux_events *ev, 
     if (remux_check(cfg->n_rungs > 0, cfg->poster_interval_ns > 0, err) != SL_OK) return NULL;
     remux *r = g_new0(remux, 1);
     r->refs = 1;
+    r->first_rt = -1;
+    r->origin_ms = -1;
     r->pipeline = gst_pipeline_new(cfg->prefix);
     r->ev = ev;
     r->user = user;
@@ -769,6 +779,7 @@ static int push_bytes(remux *r, const uint8_t *a, size_t alen, const uint8_t *b,
 int remux_push(remux *r, uint8_t type, uint32_t ts_ms, const uint8_t *data, size_t len)
 {
     if (r->finished || r->done || len > 0xffffff) return SL_ERR;
+    if (r->origin_ms < 0) r->origin_ms = ts_ms;
     if (!r->header_sent) {
         static const uint8_t header[13] = {'F', 'L', 'V', 1, 5, 0, 0, 0, 9, 0, 0, 0, 0};
         if (push_bytes(r, header, sizeof header, NULL, 0, NULL, 0) != SL_OK) return SL_ERR;

@@ -458,6 +458,29 @@ START_TEST(overload_sheds_rungs_keeps_the_source_and_restores)
     }
     ck_assert_int_ge(g_hash_table_size(seen), 3);
     g_hash_table_unref(seen);
+    /* Pipelines were rebuilt mid-stream (shed, restored): the picture's clock goes on. Every
+     * PROGRAM-DATE-TIME follows the one before, and the newest is close to now (a rebuilt
+     * pipeline once started its dates again from the broadcast's start). */
+    char *playlist = get_text("/hls/ch1/source/index.m3u8");
+    ck_assert_ptr_nonnull(playlist);
+    gchar **lines = g_strsplit(playlist, "\n", -1);
+    gint64 prev_us = 0, n_pdt = 0;
+    for (gchar **l = lines; *l; l++) {
+        if (!g_str_has_prefix(*l, "#EXT-X-PROGRAM-DATE-TIME:")) continue;
+        GDateTime *t = g_date_time_new_from_iso8601(*l + strlen("#EXT-X-PROGRAM-DATE-TIME:"), NULL);
+        ck_assert_msg(t != NULL, "bad date %s", *l);
+        gint64 us = g_date_time_to_unix(t) * G_USEC_PER_SEC + g_date_time_get_microsecond(t);
+        g_date_time_unref(t);
+        ck_assert_msg(us > prev_us, "PROGRAM-DATE-TIME went back: %s", *l);
+        prev_us = us;
+        n_pdt++;
+    }
+    g_strfreev(lines);
+    g_free(playlist);
+    ck_assert_int_ge(n_pdt, 2);
+    gint64 behind_s = (g_get_real_time() - prev_us) / G_USEC_PER_SEC;
+    ck_assert_msg(behind_s < 20, "the newest segment is dated %" G_GINT64_FORMAT " s ago",
+                  behind_s);
     char *master = get_text("/hls/ch1/master.m3u8");
     ck_assert_ptr_nonnull(strstr(master, "source/index.m3u8"));
     g_free(master);
