@@ -177,7 +177,7 @@ static void conn_enqueue(struct conn *c, struct chat_frame *f, gboolean front)
 {
     struct chat *chat = c->chat;
     if (c->wsi == NULL || c->close_code) return;
-    if (f->has_id && c->has_floor && chat_stream_id_cmp(&f->id, &c->floor) <= 0) return;
+    if (c->has_floor && !keep_newer(f, &c->floor)) return;
     guint max = (guint)chat->queue_frames;
     if (f->kind == CHAT_FRAME_COALESCIBLE && c->q_len >= max / 4) {
         sl_metric_add(chat->m_dropped, 1);

@@ -821,6 +821,16 @@ void remux_finish(remux *r)
     gst_app_src_end_of_stream(GST_APP_SRC(r->src));
 }
 
+/* The first step of freeing: no more callbacks to the owner. FALSE if r was already freed. */
+static gboolean remux_detach(remux *r)
+{
+    if (r->freed) return FALSE;
+    r->freed = TRUE;
+    if (r->bus_watch) g_source_remove(r->bus_watch); /* allowed from its own dispatch too */
+    r->bus_watch = 0;
+    return TRUE;
+}
+
 /* The pipelines remux_free_all() hands to its thread; freed by whichever side lets go last. */
 struct teardown {
     GMutex lock;
@@ -860,11 +870,7 @@ int remux_free_all(GPtrArray *rs, guint timeout_ms)
     GPtrArray *stopping = g_ptr_array_new();
     for (guint i = 0; i < rs->len; i++) {
         remux *r = rs->pdata[i];
-        if (r == NULL || r->freed) continue;
-        r->freed = TRUE;
-        if (r->bus_watch) g_source_remove(r->bus_watch);
-        r->bus_watch = 0;
-        g_ptr_array_add(stopping, r);
+        if (r != NULL && remux_detach(r)) g_ptr_array_add(stopping, r);
     }
     g_ptr_array_set_size(rs, 0);
     if (stopping->len == 0) {
@@ -942,10 +948,7 @@ static void remux_unref(remux *r)
 
 void remux_free(remux *r)
 {
-    if (r == NULL || r->freed) return;
-    r->freed = TRUE;
-    if (r->bus_watch) g_source_remove(r->bus_watch); /* allowed from its own dispatch too */
-    r->bus_watch = 0;
+    if (r == NULL || !remux_detach(r)) return;
     /* stops the streaming threads: no file_done is queued after this */
     gst_element_set_state(r->pipeline, GST_STATE_NULL);
     remux_unref(r);
