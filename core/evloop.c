@@ -78,6 +78,9 @@ static gboolean evloop_prepare(GSource *source, gint *timeout)
 static gboolean evloop_check(GSource *source)
 {
     struct evloop *e = (struct evloop *)source;
+    /* what prepare collected is dispatched first; anything newer waits one turn, which saves
+     * an epoll_wait per turn while the loop is busy */
+    if (ev_pending_count(e->loop) > 0) return TRUE;
     if (g_source_query_unix_fd(source, e->fd_tag) & G_IO_IN) ev_run(e->loop, EVRUN_NOWAIT);
     return ev_pending_count(e->loop) > 0 || sul_ripe(e);
 }

@@ -28,7 +28,11 @@ run_ctest() {
   total=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/' <<<"$line")
   passed=$((passed + total - bad))
   failed=$((failed + bad))
-  ((bad == 0)) || failures+=("$label: $bad failed")
+  if ((bad > 0)); then
+    failures+=("$label: $bad failed")
+    # Check's failure lines (file:line:F:case:test) and sanitizer reports, so a red run says why
+    grep -E ':[0-9]+:[EF]:|ERROR: AddressSanitizer|runtime error:|stuck in|Test timeout' "$log" | head -20
+  fi
 }
 
 echo "== format (clang-format, .clang-format)"

@@ -96,7 +96,9 @@ struct remux_events {
 int remux_check(gboolean ladder, gboolean poster, GError **err);
 /* appsrc (FLV) → flvdemux → h264parse/aacparse → per output mpegtsmux → appsink writing
  * <dir>/<output>/<prefix>_<index>.ts from first_index, cutting at keyframes after segment_ns;
- * rungs through avdec_h264 → videoscale → x264enc. NULL with *err when an element is missing. */
+ * rungs through avdec_h264 → slswscale → x264enc. NULL with *err when an element is missing.
+ * A session without rungs has no pipeline: flvts remuxes it on the loop, and its callbacks come
+ * from within remux_push and remux_finish. */
 remux *remux_new(const struct remux_config *cfg, const struct remux_events *ev, void *user,
                  GError **err);
 /* Push one FLV tag (type 8 audio, 9 video). SL_OK, SL_ELIMIT when the pipeline is behind and
@@ -115,6 +117,41 @@ void remux_output_info(remux *r, int output, struct remux_output_info *info);
 /* Raw frames the rungs' encoders could not take since the last call (they were dropped). */
 int remux_take_overruns(remux *r);
 
+/* ---- passthrough remuxer (flvts.c): FLV tags → MPEG-TS segments with libavformat ---- */
+
+struct flvts;
+
+struct flvts_config {
+    const char *channel_dir; /* poster.jpg goes here */
+    const char *output;      /* segments go to <channel_dir>/<output>/<prefix>_<index>.ts */
+    const char *prefix;
+    int64_t first_index, segment_ms;
+    int64_t poster_ms; /* a poster from a keyframe this often; 0: none */
+};
+
+struct flvts_segment {
+    const char *location;
+    int64_t start_ms, end_ms; /* on the publisher's clock (FLV timestamps) */
+};
+
+struct flvts_events {
+    /* a segment file is complete (called from flvts_push or flvts_finish) */
+    void (*segment)(const struct flvts_segment *seg, void *user);
+    /* a segment file could not be written (errno err): it was removed, no more are opened */
+    void (*write_failed)(int err, void *user);
+};
+
+struct flvts *flvts_new(const struct flvts_config *cfg, const struct flvts_events *ev, void *user);
+/* One FLV tag body (type 8 audio, 9 video); anything but H.264 and AAC is ignored. */
+void flvts_push(struct flvts *t, uint8_t type, uint32_t ts_ms, const uint8_t *data, size_t len);
+/* End of stream: the last segment is closed and reported. */
+void flvts_finish(struct flvts *t);
+void flvts_free(struct flvts *t);
+/* The source video's size (0 until known) and frame rate (0 until measured). */
+void flvts_video_info(const struct flvts *t, int *width, int *height, int *fps_n, int *fps_d);
+/* Shutdown: wait for the posters being made. */
+void flvts_shutdown(void);
+
 /* ---- libswscale scaler element (swscale.c) ---- */
 /* Registers "slswscale" with GStreamer (after gst_init); FALSE if it cannot. */
 gboolean transcode_swscale_register(void);
@@ -130,6 +167,8 @@ int ladder_fit(const GArray *ladder, int width, int height, struct remux_rung *o
 /* Width and height from an FLV AVC sequence header (AVCDecoderConfigurationRecord), cropping
  * applied. FALSE when it holds no parsable SPS. */
 gboolean ladder_source_size(const uint8_t *record, size_t len, int *width, int *height);
+/* The frame rate an SPS's VUI timing declares, reduced. FALSE when it declares none. */
+gboolean ladder_source_rate(const uint8_t *record, size_t len, int *fps_n, int *fps_d);
 
 /* ---- highlight clips (highlight.c) ---- */
 

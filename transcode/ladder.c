@@ -62,23 +62,50 @@ int ladder_fit(const GArray *ladder, int width, int height, struct remux_rung *o
     return n;
 }
 
-gboolean ladder_source_size(const uint8_t *record, size_t len, int *width, int *height)
+/* The first SPS of an AVCDecoderConfigurationRecord (clear it with gst_h264_sps_clear). */
+static gboolean record_sps(const uint8_t *record, size_t len, GstH264SPS *sps)
 {
     /* version, profile, compat, level, 0xfc|length size, 0xe0|SPS count, then 16-bit length +
      * SPS: the length prefix is read as a 2-byte AVC NAL length. */
     if (len < 8 || record[0] != 1 || (record[5] & 0x1f) == 0) return FALSE;
     GstH264NalParser *parser = gst_h264_nal_parser_new();
     GstH264NalUnit nalu;
-    GstH264SPS sps;
     gboolean ok =
         gst_h264_parser_identify_nalu_avc(parser, record, 6, len, 2, &nalu) == GST_H264_PARSER_OK &&
-        nalu.type == GST_H264_NAL_SPS && gst_h264_parse_sps(&nalu, &sps) == GST_H264_PARSER_OK;
-    if (ok) {
-        *width = sps.frame_cropping_flag ? sps.crop_rect_width : sps.width;
-        *height = sps.frame_cropping_flag ? sps.crop_rect_height : sps.height;
-        gst_h264_sps_clear(&sps);
-        ok = *width > 0 && *height > 0;
-    }
+        nalu.type == GST_H264_NAL_SPS && gst_h264_parse_sps(&nalu, sps) == GST_H264_PARSER_OK;
     gst_h264_nal_parser_free(parser);
+    return ok;
+}
+
+gboolean ladder_source_size(const uint8_t *record, size_t len, int *width, int *height)
+{
+    GstH264SPS sps;
+    if (!record_sps(record, len, &sps)) return FALSE;
+    *width = sps.frame_cropping_flag ? sps.crop_rect_width : sps.width;
+    *height = sps.frame_cropping_flag ? sps.crop_rect_height : sps.height;
+    gst_h264_sps_clear(&sps);
+    return *width > 0 && *height > 0;
+}
+
+gboolean ladder_source_rate(const uint8_t *record, size_t len, int *fps_n, int *fps_d)
+{
+    GstH264SPS sps;
+    if (!record_sps(record, len, &sps)) return FALSE;
+    const GstH264VUIParams *vui = &sps.vui_parameters;
+    gboolean ok = sps.vui_parameters_present_flag && vui->timing_info_present_flag &&
+                  vui->num_units_in_tick > 0 && vui->time_scale > 0;
+    if (ok) { /* a tick is a field: two per frame */
+        guint64 n = vui->time_scale, d = 2 * (guint64)vui->num_units_in_tick;
+        guint64 a = n, b = d;
+        while (b) {
+            guint64 r = a % b;
+            a = b;
+            b = r;
+        }
+        ok = n / a <= G_MAXINT && d / a <= G_MAXINT;
+        *fps_n = (int)(n / a);
+        *fps_d = (int)(d / a);
+    }
+    gst_h264_sps_clear(&sps);
     return ok;
 }

@@ -859,6 +859,7 @@ static void transcode_stop(sl_server *srv)
         g_warning("%d pipelines did not stop within %d ms; ending their playlists without them",
                   left, STOP_PIPELINES_MS);
     g_ptr_array_unref(rs);
+    flvts_shutdown();
     g_hash_table_iter_init(&it, tc->channels);
     while (g_hash_table_iter_next(&it, NULL, &value)) {
         struct hls_channel *ch = value;

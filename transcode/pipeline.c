@@ -50,7 +50,8 @@ struct remux_output {
 };
 
 struct remux {
-    GstElement *pipeline; /* owned */
+    struct flvts *direct; /* owned; a session without rungs: no pipeline, flvts remuxes it */
+    GstElement *pipeline; /* owned, NULL for a direct session */
     GstElement *src;      /* borrowed from the pipeline */
     int64_t segment_ns;
     int64_t first_index;
@@ -707,15 +708,34 @@ int remux_check(gboolean ladder, gboolean poster, GError **err)
     return SL_OK;
 }
 
-remux *remux_new(const struct remux_config *cfg, const struct remux_events *ev, void *user,
-                 GError **err)
+/* ---- direct sessions (flvts on the loop) ---- */
+
+static void direct_segment(const struct flvts_segment *fs, void *user)
 {
-    if (remux_check(cfg->n_rungs > 0, cfg->poster_interval_ns > 0, err) != SL_OK) return NULL;
+    remux *r = user;
+    if (r->freed) return;
+    struct remux_segment seg = {.output = 0,
+                                .location = (char *)fs->location,
+                                .start_ns = fs->start_ms * 1000000,
+                                .end_ns = fs->end_ms * 1000000,
+                                .media_start_ms = fs->start_ms};
+    r->ev->segment(r, &seg, r->user);
+}
+
+static void direct_write_failed(int err, void *user)
+{
+    remux *r = user;
+    if (!r->freed && r->ev->write_failed) r->ev->write_failed(r, err, r->user);
+}
+
+static const struct flvts_events direct_events = {direct_segment, direct_write_failed};
+
+static remux *remux_alloc(const struct remux_config *cfg, const struct remux_events *ev, void *user)
+{
     remux *r = g_new0(remux, 1);
     r->refs = 1;
     r->first_rt = -1;
     r->origin_ms = -1;
-    r->pipeline = gst_pipeline_new(cfg->prefix);
     r->ev = ev;
     r->user = user;
     r->segment_ns = cfg->segment_ns;
@@ -736,6 +756,29 @@ remux *remux_new(const struct remux_config *cfg, const struct remux_events *ev, 
         else
             o->rung = cfg->rungs[i - 1];
         o->cuts = g_array_new(FALSE, FALSE, sizeof(int64_t));
+    }
+    return r;
+}
+
+remux *remux_new(const struct remux_config *cfg, const struct remux_events *ev, void *user,
+                 GError **err)
+{
+    if (cfg->n_rungs == 0) { /* passthrough only: remuxed on the loop, no pipeline */
+        remux *r = remux_alloc(cfg, ev, user);
+        struct flvts_config fc = {.channel_dir = cfg->dir,
+                                  .output = REMUX_SOURCE,
+                                  .prefix = cfg->prefix,
+                                  .first_index = cfg->first_index,
+                                  .segment_ms = cfg->segment_ns / 1000000,
+                                  .poster_ms = cfg->poster_interval_ns / 1000000};
+        r->direct = flvts_new(&fc, &direct_events, r);
+        return r;
+    }
+    if (remux_check(TRUE, cfg->poster_interval_ns > 0, err) != SL_OK) return NULL;
+    remux *r = remux_alloc(cfg, ev, user);
+    r->pipeline = gst_pipeline_new(cfg->prefix);
+    for (int i = 0; i < r->n_outputs; i++) {
+        struct remux_output *o = &r->out[i];
         char *dir = g_build_filename(r->dir, o->rung.name, NULL);
         g_mkdir_with_parents(dir, 0755);
         g_free(dir);
@@ -779,6 +822,10 @@ static int push_bytes(remux *r, const uint8_t *a, size_t alen, const uint8_t *b,
 int remux_push(remux *r, uint8_t type, uint32_t ts_ms, const uint8_t *data, size_t len)
 {
     if (r->finished || r->done || len > 0xffffff) return SL_ERR;
+    if (r->direct) {
+        flvts_push(r->direct, type, ts_ms, data, len);
+        return SL_OK;
+    }
     if (r->origin_ms < 0) r->origin_ms = ts_ms;
     if (!r->header_sent) {
         static const uint8_t header[13] = {'F', 'L', 'V', 1, 5, 0, 0, 0, 9, 0, 0, 0, 0};
@@ -811,7 +858,8 @@ void remux_finish(remux *r)
 {
     if (r->finished) return;
     r->finished = TRUE;
-    if (!r->header_sent) { /* nothing ever flowed: there is no stream to end */
+    if (r->direct) flvts_finish(r->direct); /* its last segment, now */
+    if (r->direct || !r->header_sent) {     /* nothing left to flow: the stream has ended */
         if (!r->done) {
             r->done = TRUE;
             r->ev->done(r, NULL, r->user);
@@ -870,7 +918,11 @@ int remux_free_all(GPtrArray *rs, guint timeout_ms)
     GPtrArray *stopping = g_ptr_array_new();
     for (guint i = 0; i < rs->len; i++) {
         remux *r = rs->pdata[i];
-        if (r != NULL && remux_detach(r)) g_ptr_array_add(stopping, r);
+        if (r == NULL || !remux_detach(r)) continue;
+        if (r->direct)
+            remux_unref(r); /* no threads to stop */
+        else
+            g_ptr_array_add(stopping, r);
     }
     g_ptr_array_set_size(rs, 0);
     if (stopping->len == 0) {
@@ -910,6 +962,7 @@ void remux_output_info(remux *r, int i, struct remux_output_info *info)
     memset(info, 0, sizeof *info);
     if (i < 0 || i >= r->n_outputs) return;
     struct remux_output *o = &r->out[i];
+    if (r->direct) flvts_video_info(r->direct, &o->width, &o->height, &r->fps_n, &r->fps_d);
     g_mutex_lock(&r->lock);
     g_strlcpy(info->name, o->rung.name, sizeof info->name);
     info->width = o->width;
@@ -930,7 +983,8 @@ int remux_take_overruns(remux *r)
 static void remux_unref(remux *r)
 {
     if (!g_atomic_int_dec_and_test(&r->refs)) return;
-    gst_object_unref(r->pipeline);
+    flvts_free(r->direct);
+    if (r->pipeline) gst_object_unref(r->pipeline);
     for (int i = 0; i < r->n_outputs; i++) {
         struct remux_output *o = &r->out[i];
         g_array_unref(o->cuts);
@@ -950,6 +1004,6 @@ void remux_free(remux *r)
 {
     if (r == NULL || !remux_detach(r)) return;
     /* stops the streaming threads: no file_done is queued after this */
-    gst_element_set_state(r->pipeline, GST_STATE_NULL);
+    if (r->pipeline) gst_element_set_state(r->pipeline, GST_STATE_NULL);
     remux_unref(r);
 }

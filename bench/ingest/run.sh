@@ -63,6 +63,8 @@ measure() { # name pid playlist-of-first-stream url-prefix keys-file
   t0=$(date +%s%3N)
   c0=$(cpu_ticks "$pid")
   publish_all "$4" "$5"
+  # PERF=1: a profile of each server while it remuxes, in /tmp/ingest-<name>.perf
+  [[ -n "${PERF:-}" ]] && (perf record -F 499 -g -p "$pid" -o "/tmp/ingest-$name.perf" -- sleep $((SECS - 5)) >/dev/null 2>&1 &)
   lat=$(first_segment_ms "$3" "$t0")
   sleep "$SECS"
   c1=$(cpu_ticks "$pid")

@@ -275,7 +275,7 @@ START_TEST(ffmpeg_goes_live)
     ck_assert_int_eq(r.status, 200);
     ck_assert(strstr(r.body, "#EXT-X-STREAM-INF:BANDWIDTH=") && strstr(r.body, "320x240") &&
               strstr(r.body, "avc1.") && strstr(r.body, "mp4a.40.2") &&
-              strstr(r.body, "source/index.m3u8"));
+              strstr(r.body, "source/index.m3u8") && strstr(r.body, "FRAME-RATE=25.000"));
     char *ct = harness_header(&r, "content-type"), *cc = harness_header(&r, "cache-control");
     ck_assert_str_eq(ct, "application/vnd.apple.mpegurl");
     ck_assert_str_eq(cc, "no-cache");
@@ -298,6 +298,19 @@ START_TEST(ffmpeg_goes_live)
     g_free(path);
     harness_response_free(&r);
     g_free(p);
+    /* the poster: a JPEG of the first keyframe (made on a worker: allow it a moment) */
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(harness_http(sl.port, "GET", "/hls/ch1/poster.jpg", NULL, NULL, 0, &r), 0);
+        if (r.status == 200) break;
+        harness_response_free(&r);
+        g_usleep(100000);
+    }
+    ck_assert_int_eq(r.status, 200);
+    ct = harness_header(&r, "content-type");
+    ck_assert_str_eq(ct, "image/jpeg");
+    ck_assert(r.body_len > 100 && (uint8_t)r.body[0] == 0xff && (uint8_t)r.body[1] == 0xd8);
+    g_free(ct);
+    harness_response_free(&r);
 
     json_t *c = channel();
     ck_assert(json_is_true(json_object_get(c, "live")));
