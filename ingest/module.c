@@ -22,6 +22,7 @@ struct ingest {
     sl_server *srv;
     GHashTable *conns;      /* struct rtmp_conn* set: every open connection */
     GHashTable *publishing; /* channel id (borrowed from the conn) -> struct rtmp_conn* */
+    guint lease_timer;      /* renews every publisher's lease: one source, not one per stream */
     int64_t idle_timeout_s, max_connections;
     sl_script *lease_renew, *lease_release;
     guint64 next_conn_id;
@@ -39,7 +40,6 @@ struct rtmp_conn {
     char *channel; /* owned; once the publish is accepted */
     char *lease;   /* owned; our value in the publisher lease */
     transcode_stream *stream;
-    guint lease_timer;
     gboolean closing; /* close once the output is sent */
     struct rtmp_session_stats counted;
     uint8_t *wbuf; /* owned; LWS_PRE + WRITE_CHUNK */
@@ -93,21 +93,26 @@ static void lease_key(const struct rtmp_conn *c, char *buf, size_t n)
     g_snprintf(buf, n, KEY_PUBLISHER, c->channel);
 }
 
-static gboolean lease_renew(gpointer data)
+static gboolean leases_renew(gpointer data)
 {
-    struct rtmp_conn *c = data;
-    char key[128], ms[16];
-    lease_key(c, key, sizeof key);
+    struct ingest *in = data;
+    char ms[16];
     g_snprintf(ms, sizeof ms, "%d", LEASE_MS);
-    const char *argv[] = {key, c->lease, ms};
-    sl_redis_eval(sl_server_redis(c->in->srv), c->in->lease_renew, NULL, NULL, 1, 3, argv, NULL);
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, in->publishing);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        struct rtmp_conn *c = value;
+        char key[128];
+        lease_key(c, key, sizeof key);
+        const char *argv[] = {key, c->lease, ms};
+        sl_redis_eval(sl_server_redis(in->srv), in->lease_renew, NULL, NULL, 1, 3, argv, NULL);
+    }
     return G_SOURCE_CONTINUE;
 }
 
 static void lease_release(struct rtmp_conn *c)
 {
-    if (c->lease_timer) g_source_remove(c->lease_timer);
-    c->lease_timer = 0;
     if (c->channel == NULL || c->lease == NULL) return;
     char key[128];
     lease_key(c, key, sizeof key);
@@ -138,7 +143,6 @@ static void publish_accept(struct rtmp_conn *c)
         return;
     }
     g_hash_table_insert(in->publishing, c->channel, c);
-    c->lease_timer = g_timeout_add_seconds(LEASE_RENEW_S, lease_renew, c);
     sl_metric_add(in->m_publishers, 1);
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, (int)in->idle_timeout_s);
     rtmp_session_publish_result(c->session, TRUE, NULL, "publishing");
@@ -449,6 +453,7 @@ static int ingest_start(sl_server *srv, GError **err)
     struct ingest *in = ingest_of(srv);
     const struct sl_config *cfg = sl_server_config(srv);
     sl_pubsub_subscribe(srv, SL_CONTROL_CHANNEL, on_control, in);
+    in->lease_timer = g_timeout_add_seconds(LEASE_RENEW_S, leases_renew, in);
     return sl_server_listen_raw(srv, "RTMP", cfg->rtmp_host, cfg->rtmp_port, rtmp_protocols, in,
                                 err);
 }
@@ -456,6 +461,8 @@ static int ingest_start(sl_server *srv, GError **err)
 static void ingest_stop(sl_server *srv)
 {
     struct ingest *in = ingest_of(srv);
+    if (in->lease_timer) g_source_remove(in->lease_timer);
+    in->lease_timer = 0;
     GHashTableIter it;
     gpointer key;
     g_hash_table_iter_init(&it, in->conns);
@@ -468,6 +475,7 @@ static void ingest_destroy(sl_server *srv)
     struct ingest *in = ingest_of(srv);
     if (in == NULL) return;
     sl_pubsub_unsubscribe(srv, SL_CONTROL_CHANNEL, on_control, in);
+    if (in->lease_timer) g_source_remove(in->lease_timer);
     /* lws closed every connection before modules are destroyed */
     g_hash_table_unref(in->conns);
     g_hash_table_unref(in->publishing);

@@ -28,6 +28,9 @@ struct transcode {
     GArray *ladder;       /* struct remux_rung: [transcode] ladder */
     GHashTable *ladders;  /* pavilion code -> GArray* of rungs: [ladder] <CODE> = ... */
     GHashTable *channels; /* id -> struct hls_channel (owned) */
+    /* One timer for every stream's load check and every live lease: a source per stream would
+     * make each turn of the loop, that is each frame received, walk them all. */
+    guint tick_timer;
     sl_metric *m_live, *m_segments, *m_dropped, *m_unsupported, *m_failed, *m_shed, *m_restored,
         *m_write_failed;
 };
@@ -56,7 +59,8 @@ struct hls_channel {
     GPtrArray *draining;      /* closed streams whose last segments are being written */
     int64_t started_at_ms;
     gboolean listed; /* this session's first segment is out: the channel is live */
-    guint grace_timer, retention_timer, lease_timer;
+    guint grace_timer, retention_timer;
+    int lease_age_s; /* -1: no live lease to renew; else seconds since it was stored */
     sl_metric *m_keyframe;
     struct recording *rec; /* the broadcast being recorded, or NULL */
 };
@@ -79,7 +83,6 @@ struct transcode_stream {
     int shed, n_rungs, quiet_s, behind_s, restore_after_s, since_restore_s;
     gboolean rebuild; /* switch pipelines at the next keyframe */
     char *failed;     /* owned; why the stream cannot go on (the disk is full), or NULL */
-    guint load_timer;
 };
 
 static struct transcode *transcode_of(sl_server *srv)
@@ -200,6 +203,7 @@ static void live_store(struct hls_channel *ch)
 {
     json_t *doc = live_doc(ch);
     char *text = json_dumps(doc, JSON_COMPACT);
+    ch->lease_age_s = 0; /* transcode_tick renews it from now on */
     sl_redis *r = sl_server_redis(ch->tc->srv);
     sl_redis_command(r, NULL, NULL, "SET " SL_KEY_CHAN_LIVE " %s PX %d", ch->id, text,
                      LIVE_LEASE_MS);
@@ -209,19 +213,12 @@ static void live_store(struct hls_channel *ch)
     json_decref(doc);
 }
 
-static gboolean live_renew(gpointer data)
-{
-    live_store(data);
-    return G_SOURCE_CONTINUE;
-}
-
 static void live_clear(struct hls_channel *ch)
 {
     sl_redis *r = sl_server_redis(ch->tc->srv);
     sl_redis_command(r, NULL, NULL, "DEL " SL_KEY_CHAN_LIVE, ch->id);
     sl_redis_command(r, NULL, NULL, "ZREM " SL_KEY_LIVE_CHANS " %s", ch->id);
-    if (ch->lease_timer) g_source_remove(ch->lease_timer);
-    ch->lease_timer = 0;
+    ch->lease_age_s = -1;
 }
 
 static void emit(struct hls_channel *ch, const char *event)
@@ -246,7 +243,6 @@ static void channel_free(gpointer data)
     struct hls_channel *ch = data;
     if (ch->grace_timer) g_source_remove(ch->grace_timer);
     if (ch->retention_timer) g_source_remove(ch->retention_timer);
-    if (ch->lease_timer) g_source_remove(ch->lease_timer);
     recording_end(ch->rec);
     g_ptr_array_unref(ch->rends);
     g_ptr_array_unref(ch->draining);
@@ -261,6 +257,7 @@ static struct hls_channel *channel_get(struct transcode *tc, const char *id)
     if (ch) return ch;
     ch = g_new0(struct hls_channel, 1);
     ch->tc = tc;
+    ch->lease_age_s = -1;
     ch->id = g_strdup(id);
     ch->dir = g_build_filename(sl_server_config(tc->srv)->media_dir, id, NULL);
     ch->rends = g_ptr_array_new_with_free_func(rendition_free);
@@ -325,7 +322,6 @@ static gboolean grace_over(gpointer data)
 
 static void stream_free(transcode_stream *s)
 {
-    if (s->load_timer) g_source_remove(s->load_timer);
     remux_free(s->remux);
     for (guint i = 0; i < s->retired->len; i++)
         remux_free(s->retired->pdata[i]);
@@ -435,8 +431,6 @@ static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
         }
         write_master(ch);
         live_store(ch);
-        if (ch->lease_timer == 0)
-            ch->lease_timer = g_timeout_add_seconds(LIVE_RENEW_S, live_renew, ch);
         emit(ch, "publish");
         g_message("channel %s: live (%u renditions)", ch->id, ch->rends->len);
     } else if (ch->listed && !r->in_master) { /* a rung restored, or one that lagged */
@@ -531,9 +525,8 @@ static int stream_start_pipeline(transcode_stream *s, GError **err)
 /* Once a second: did the rungs' encoders drop frames? Shed the most expensive rung (the next
  * pipeline is built without it); after a quiet spell try the full ladder again, waiting twice
  * as long each time a restore did not hold. */
-static gboolean load_check(gpointer data)
+static void load_check(transcode_stream *s)
 {
-    transcode_stream *s = data;
     struct transcode *tc = s->ch->tc;
     int overruns = s->remux ? remux_take_overruns(s->remux) : 0;
     s->since_restore_s++;
@@ -558,6 +551,19 @@ static gboolean load_check(gpointer data)
         sl_metric_add(tc->m_restored, 1);
         g_message("channel %s: load allows; restoring a rung (%d of %d)", s->ch->id,
                   s->n_rungs - s->shed, s->n_rungs);
+    }
+}
+
+static gboolean transcode_tick(gpointer data)
+{
+    struct transcode *tc = data;
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, tc->channels);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        struct hls_channel *ch = value;
+        if (ch->stream) load_check(ch->stream);
+        if (ch->lease_age_s >= 0 && ++ch->lease_age_s >= LIVE_RENEW_S) live_store(ch);
     }
     return G_SOURCE_CONTINUE;
 }
@@ -629,7 +635,6 @@ transcode_stream *transcode_stream_open(sl_server *srv, const char *channel, GEr
      * when there is no video), when the codec configuration has told the source's size. */
     ch->state = CH_LIVE;
     ch->stream = s;
-    s->load_timer = g_timeout_add_seconds(1, load_check, s);
     struct channel_lookup *q = g_new0(struct channel_lookup, 1);
     q->tc = tc;
     q->id = g_strdup(channel);
@@ -713,8 +718,6 @@ void transcode_stream_close(transcode_stream *s)
     struct transcode *tc = ch->tc;
     s->closed = TRUE;
     ch->stream = NULL;
-    if (s->load_timer) g_source_remove(s->load_timer);
-    s->load_timer = 0;
     sl_metric_add(tc->m_live, -1);
     if (s->failed) { /* no grace: the playlists end now, with what was written */
         if (ch->listed) emit(ch, "unpublish");
@@ -761,6 +764,7 @@ static int ladders_load(struct transcode *tc, const struct sl_config *cfg, GErro
 
 static void transcode_free(struct transcode *tc)
 {
+    if (tc->tick_timer) g_source_remove(tc->tick_timer);
     if (tc->channels) g_hash_table_unref(tc->channels);
     g_array_unref(tc->ladder);
     g_hash_table_unref(tc->ladders);
@@ -822,6 +826,7 @@ static int transcode_init(sl_server *srv, GError **err)
                       "Ladder rungs dropped because encoding fell behind real time", NULL, 1);
     tc->m_restored = sl_metric_get("silklive_transcode_rungs_restored_total", SL_METRIC_COUNTER,
                                    "Shed ladder rungs brought back when load allowed", NULL, 1);
+    tc->tick_timer = g_timeout_add_seconds(1, transcode_tick, tc);
     sl_server_set_module_data(srv, SL_MODULE_TRANSCODE, tc);
     record_routes(srv);
     return SL_OK;

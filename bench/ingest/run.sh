@@ -3,7 +3,7 @@
 # to HLS by silklive and, in the same run, by nginx with Debian's libnginx-mod-rtmp (hls on, same
 # fragment length). Each server pinned to core 0, the publishers to core 1. Reports CPU seconds
 # per stream-minute, RSS, and first-frame → first-segment-listed latency, per server.
-# Usage: bench/ingest/run.sh [publishers] [seconds]
+# Usage: [PER_FFMPEG=n] [PERF=1] bench/ingest/run.sh [publishers] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-20}
@@ -30,13 +30,16 @@ ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=30 \
   -f lavfi -i sine=frequency=440 -t 20 -c:v libx264 -preset veryfast -b:v 2500k -g 60 \
   -keyint_min 60 -c:a aac -b:a 128k -f flv "$work/src.flv"
 
+# PER_FFMPEG publishers per ffmpeg process (default 10; its tee muxer: one read of the file, that
+# many RTMP connections, each ignoring the others' failures), so 100 publishers fit on one core
+# in real time. PER_FFMPEG=1 gives every publisher its own process, each sending on its own pace.
 publish_all() { # url-prefix keys-file
-  local prefix=$1 i=0
-  while read -r key; do
+  local prefix=$1 outputs
+  while mapfile -t -n "${PER_FFMPEG:-10}" batch && ((${#batch[@]})); do
+    outputs=$(printf "[f=flv:onfail=ignore]$prefix/%s|" "${batch[@]}")
     taskset -c 1 ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 \
-      -i "$work/src.flv" -c copy -f flv "$prefix/$key" &
+      -i "$work/src.flv" -map 0 -c copy -f tee "${outputs%|}" &
     pids+=($!)
-    i=$((i + 1))
   done <"$2"
 }
 
@@ -102,9 +105,33 @@ for i in $(seq "$N"); do
 done
 sl=$(measure silklive "$SL_PID" "$work/media/ch1/source/index.m3u8" \
   "rtmp://127.0.0.1:$RTMP_PORT/live" "$work/sl-keys")
+dropped=$(curl -sf "http://127.0.0.1:$SL_PORT/metrics" |
+  awk '/^silklive_(rtmp|transcode)_dropped_total/ {n += $2} END {print n + 0}')
 kill "$SL_PID"
 wait "$SL_PID" 2>/dev/null || true
 SL_PID=
+# Every stream's recording lists each segment it cut: a segment lost anywhere shows as a gap in
+# its PROGRAM-DATE-TIMEs (each must start where the one before ended, within 100 ms).
+recorded=$(python3 - "$work/media" <<'PY'
+import datetime, glob, sys
+segs = gaps = streams = 0
+for pl in glob.glob(sys.argv[1] + "/*/vod/*/index.m3u8"):
+    streams += 1
+    prev_end = None
+    pdt = None
+    for line in open(pl):
+        line = line.strip()
+        if line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            pdt = datetime.datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00")).timestamp()
+        elif line.startswith("#EXTINF:"):
+            dur = float(line[8:].rstrip(","))
+            segs += 1
+            if prev_end is not None and abs(pdt - prev_end) > 0.1:
+                gaps += 1
+            prev_end = pdt + dur
+print(streams, segs, gaps)
+PY
+)
 
 # ---- nginx-rtmp ----
 NG_RTMP=$(free_port)
@@ -149,5 +176,5 @@ ratio=$(awk -v a="$(echo "$sl" | cut -d' ' -f2)" -v b="$(echo "$ng" | cut -d' ' 
   'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
 echo
 echo "silklive CPU / nginx-rtmp CPU: $ratio (target ≤ 1.0)"
-segs=$(find "$work/media" -name '*.ts' | wc -l)
-echo "silklive segments on disk at the end: $segs"
+read -r rec_streams rec_segs rec_gaps <<<"$recorded"
+echo "silklive: $rec_streams recordings, $rec_segs segments, $rec_gaps gaps between segments, $dropped frames dropped"
