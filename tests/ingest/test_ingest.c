@@ -137,6 +137,23 @@ static char *wait_segments(int n, int timeout_s)
     return NULL;
 }
 
+/* ffprobe one segment of the source rendition, which must have no error: its codecs, one per
+ * line (g_free). */
+static char *segment_codecs(const char *name)
+{
+    char *file = g_build_filename(sl.media_dir, "ch1", "source", name, NULL);
+    const char *argv[] = {"ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of",
+                          "csv=p=0", file, NULL};
+    char *out = NULL, *err = NULL;
+    int st = 0;
+    ck_assert(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err,
+                           &st, NULL));
+    ck_assert_msg(st == 0 && *err == '\0', "ffprobe %s: %s", name, err);
+    g_free(err);
+    g_free(file);
+    return out;
+}
+
 /* ffprobe every segment the playlist lists: H.264 and AAC, and not one error. */
 static void probe_segments(const char *text)
 {
@@ -144,22 +161,39 @@ static void probe_segments(const char *text)
     int probed = 0;
     for (gchar **l = lines; *l; l++) {
         if (!g_str_has_suffix(*l, ".ts")) continue;
-        char *file = g_build_filename(sl.media_dir, "ch1", "source", *l, NULL);
-        const char *argv[] = {"ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of",
-                              "csv=p=0", file, NULL};
-        char *out = NULL, *err = NULL;
-        int st = 0;
-        ck_assert(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out,
-                               &err, &st, NULL));
-        ck_assert_msg(st == 0 && *err == '\0', "ffprobe %s: %s", *l, err);
+        char *out = segment_codecs(*l);
         ck_assert_msg(strstr(out, "h264") && strstr(out, "aac"), "%s has %s", *l, out);
         g_free(out);
-        g_free(err);
-        g_free(file);
         probed++;
     }
     ck_assert_int_gt(probed, 0);
     g_strfreev(lines);
+}
+
+/* The codecs of the newest segment the playlist lists (g_free); ffprobe lists a stream once
+ * more under its program. */
+static char *last_segment_codecs(const char *text)
+{
+    const char *end = g_strrstr(text, ".ts\n");
+    ck_assert_ptr_nonnull(end);
+    const char *start = end;
+    while (start > text && start[-1] != '\n')
+        start--;
+    char *name = g_strndup(start, (gsize)(end - start) + 3);
+    char *codecs = segment_codecs(name);
+    g_free(name);
+    return codecs;
+}
+
+static GPid spawn(const char *const *argv)
+{
+    GPid pid;
+    GError *e = NULL;
+    ck_assert_msg(g_spawn_async(NULL, (char **)argv, NULL,
+                                G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid,
+                                &e),
+                  "%s: %s", argv[0], e ? e->message : "");
+    return pid;
 }
 
 static int64_t first_pdt_ms(const char *text)
@@ -386,12 +420,7 @@ START_TEST(rtmp2sink_goes_live)
                           "!",
                           "m.",
                           NULL};
-    GPid pid;
-    GError *e = NULL;
-    ck_assert_msg(g_spawn_async(NULL, (char **)argv, NULL,
-                                G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid,
-                                &e),
-                  "gst-launch: %s", e ? e->message : "");
+    GPid pid = spawn(argv);
     char *p = wait_segments(2, 20);
     ck_assert_msg(p != NULL, "rtmp2sink: no segments listed");
     probe_segments(p);
@@ -460,6 +489,60 @@ START_TEST(reconnect_within_grace_continues)
 }
 END_TEST
 
+/* A radio-style stream with no picture, then a camera with no microphone: each goes live with
+ * the one track it has. */
+START_TEST(single_track_streams_go_live)
+{
+    char *url = rtmp_url(stream_key);
+    const char *audio[] = {"ffmpeg",    "-hide_banner",
+                           "-loglevel", "error",
+                           "-nostdin",  "-re",
+                           "-f",        "lavfi",
+                           "-i",        "sine=frequency=440",
+                           "-t",        "6",
+                           "-c:a",      "aac",
+                           "-f",        "flv",
+                           url,         NULL};
+    GPid a = spawn(audio);
+    char *p = wait_segments(2, 15);
+    ck_assert_msg(p != NULL, "audio only: no segments listed");
+    char *codecs = last_segment_codecs(p);
+    ck_assert_msg(strstr(codecs, "aac") && !strstr(codecs, "h264"), "audio only: %s", codecs);
+    g_free(codecs);
+    g_free(p);
+    int st = 0;
+    char *master = get_text("/hls/ch1/master.m3u8", &st);
+    ck_assert_ptr_nonnull(master);
+    ck_assert_msg(strstr(master, "CODECS=\"mp4a.40.2\"") && !strstr(master, "RESOLUTION="),
+                  "audio-only master:\n%s", master);
+    g_free(master);
+    ck_assert_int_eq(wait_exit(a, 20), 0);
+
+    int before = count(p = playlist(), "#EXTINF:");
+    g_free(p);
+    const char *video[] = {"ffmpeg",    "-hide_banner",
+                           "-loglevel", "error",
+                           "-nostdin",  "-re",
+                           "-f",        "lavfi",
+                           "-i",        "testsrc2=size=320x240:rate=25",
+                           "-t",        "6",
+                           "-c:v",      "libx264",
+                           "-preset",   "veryfast",
+                           "-g",        "50",
+                           "-f",        "flv",
+                           url,         NULL};
+    GPid v = spawn(video); /* within the grace period: the same playlist goes on */
+    p = wait_segments(before + 2, 15);
+    ck_assert_msg(p != NULL, "video only: no segments listed");
+    codecs = last_segment_codecs(p);
+    ck_assert_msg(strstr(codecs, "h264") && !strstr(codecs, "aac"), "video only: %s", codecs);
+    g_free(codecs);
+    g_free(p);
+    ck_assert_int_eq(wait_exit(v, 20), 0);
+    g_free(url);
+}
+END_TEST
+
 START_TEST(garbage_never_takes_it_down)
 {
     GRand *rand = g_rand_new_with_seed(7);
@@ -498,6 +581,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, rtmp2sink_goes_live);
     tcase_add_test(tc, keys_are_checked);
     tcase_add_test(tc, reconnect_within_grace_continues);
+    tcase_add_test(tc, single_track_streams_go_live);
     tcase_add_test(tc, garbage_never_takes_it_down);
     suite_add_tcase(s, tc);
     return s;
