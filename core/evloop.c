@@ -167,6 +167,12 @@ evloop *evloop_new(GMainContext *ctx, GError **err)
      * only when no client is ready to be served, so a burst on it cannot outrun the writes and
      * fill every member's queue (test_chat's slow_consumer_is_closed). */
     g_source_set_priority(source, G_PRIORITY_DEFAULT);
+    /* GLib blocks a source that cannot recurse while it dispatches: it takes its descriptors
+     * out of the poll set and puts them back after, and each change writes the context's wakeup
+     * eventfd, which then has to be read and costs another turn. Per dispatch, that is per
+     * frame or request received, three syscalls and a turn for nothing: this source never
+     * iterates the context from a callback, so nothing can recurse into it. */
+    g_source_set_can_recurse(source, TRUE);
     e->fd_tag = g_source_add_unix_fd(source, fd, G_IO_IN);
     g_source_attach(source, ctx);
     return e;
