@@ -116,7 +116,7 @@ done
 
 # ---- 3. passthrough channels beside one laddered channel ----
 pt_ok=0
-for m in 10 20 40; do
+for m in 10 20 40 80; do
   before=$(shed)
   publish "$(key CL "lp$m")" loop
   for i in $(seq "$m"); do publish "$(key PT "p$m-$i")" loop; done
@@ -136,4 +136,4 @@ echo "| CPU-s per content-second, default ladder on 720p30 ($rungs renditions) |
 echo
 echo "rungs shed while measuring one channel: $shed_after_one"
 echo "laddered channels kept in real time (no rung shed, 25 s each, 1..4 tried): $sustained"
-echo "passthrough channels beside one laddered channel, all listing in real time (10/20/40 tried): $pt_ok"
+echo "passthrough channels beside one laddered channel, all listing in real time (10/20/40/80 tried): $pt_ok"
