@@ -75,6 +75,11 @@ struct transcode_stream {
     GBytes *avc_config, *aac_config; /* owned; replayed into a rebuilt pipeline */
     char video_codec[24], audio_codec[24];
     char pavilion[8]; /* from the channel document, for a pavilion's own ladder */
+    /* Until the channel document has answered, which ladder applies is unknown: the first
+     * frames wait here (bounded) rather than start a pipeline on the wrong ladder. */
+    gboolean ladder_known;
+    GQueue early; /* struct early_tag* */
+    size_t early_bytes;
     gboolean saw_video, closed;
     int64_t last_key_ms;
     gboolean has_edge;
@@ -320,8 +325,22 @@ static gboolean grace_over(gpointer data)
 
 /* ---- pipeline events ---- */
 
+struct early_tag {
+    uint8_t type;
+    uint32_t ts_ms;
+    GBytes *body;
+};
+
+static void early_tag_free(gpointer p)
+{
+    struct early_tag *t = p;
+    g_bytes_unref(t->body);
+    g_free(t);
+}
+
 static void stream_free(transcode_stream *s)
 {
+    g_queue_clear_full(&s->early, early_tag_free);
     remux_free(s->remux);
     for (guint i = 0; i < s->retired->len; i++)
         remux_free(s->retired->pdata[i]);
@@ -574,17 +593,38 @@ struct channel_lookup {
     char *id; /* owned */
 };
 
+static int stream_feed(transcode_stream *s, uint8_t type, uint32_t ts_ms, const uint8_t *data,
+                       size_t len);
+
+/* The ladder is settled (the pavilion is known, or cannot be): the held frames go in. */
+static void stream_ladder_known(transcode_stream *s)
+{
+    if (s->ladder_known) return;
+    s->ladder_known = TRUE;
+    struct early_tag *t;
+    while ((t = g_queue_pop_head(&s->early)) != NULL) {
+        gsize n;
+        const uint8_t *p = g_bytes_get_data(t->body, &n);
+        stream_feed(s, t->type, t->ts_ms, p, n);
+        early_tag_free(t);
+    }
+    s->early_bytes = 0;
+}
+
 static void got_channel(struct redisReply *reply, const char *err, void *user)
 {
     struct channel_lookup *q = user;
     (void)err;
     /* the module outlives its Redis replies: they are answered or failed before destroy */
     struct hls_channel *ch = g_hash_table_lookup(q->tc->channels, q->id);
-    if (reply && reply->type == REDIS_REPLY_STRING && ch && ch->stream) {
-        json_t *doc = json_loadb(reply->str, reply->len, 0, NULL);
-        const char *pav = json_string_value(json_object_get(doc, "pavilion"));
-        if (pav) g_strlcpy(ch->stream->pavilion, pav, sizeof ch->stream->pavilion);
-        json_decref(doc);
+    if (ch && ch->stream) {
+        if (reply && reply->type == REDIS_REPLY_STRING) {
+            json_t *doc = json_loadb(reply->str, reply->len, 0, NULL);
+            const char *pav = json_string_value(json_object_get(doc, "pavilion"));
+            if (pav) g_strlcpy(ch->stream->pavilion, pav, sizeof ch->stream->pavilion);
+            json_decref(doc);
+        }
+        stream_ladder_known(ch->stream); /* without an answer, the global ladder */
     }
     g_free(q->id);
     g_free(q);
@@ -638,7 +678,12 @@ transcode_stream *transcode_stream_open(sl_server *srv, const char *channel, GEr
     struct channel_lookup *q = g_new0(struct channel_lookup, 1);
     q->tc = tc;
     q->id = g_strdup(channel);
-    sl_redis_command(sl_server_redis(srv), got_channel, q, "GET " SL_KEY_CHANNEL, channel);
+    if (sl_redis_command(sl_server_redis(srv), got_channel, q, "GET " SL_KEY_CHANNEL, channel) !=
+        SL_OK) {
+        g_free(q->id);
+        g_free(q);
+        s->ladder_known = TRUE; /* Redis is down: the global ladder */
+    }
     sl_metric_add(tc->m_live, 1);
     return s;
 }
@@ -665,8 +710,30 @@ static void push_config(transcode_stream *s, GBytes *b, uint8_t type, uint32_t t
     remux_push(s->remux, type, ts, p, n);
 }
 
+/* Frames held while the channel document is on its way: a few seconds at a high bitrate. */
+#define EARLY_MAX_BYTES (4u << 20)
+
 int transcode_stream_push(transcode_stream *s, uint8_t type, uint32_t ts_ms, const uint8_t *data,
                           size_t len)
+{
+    if (s->failed) return SL_ERR;
+    if (!s->ladder_known) {
+        if (s->early_bytes + len <= EARLY_MAX_BYTES) {
+            struct early_tag *t = g_new0(struct early_tag, 1);
+            t->type = type;
+            t->ts_ms = ts_ms;
+            t->body = g_bytes_new(data, len);
+            g_queue_push_tail(&s->early, t);
+            s->early_bytes += len;
+            return SL_OK;
+        }
+        stream_ladder_known(s); /* Redis is that slow: go on with the global ladder */
+    }
+    return stream_feed(s, type, ts_ms, data, len);
+}
+
+static int stream_feed(transcode_stream *s, uint8_t type, uint32_t ts_ms, const uint8_t *data,
+                       size_t len)
 {
     struct transcode *tc = s->ch->tc;
     if (s->failed) return SL_ERR;
@@ -714,6 +781,7 @@ int transcode_stream_push(transcode_stream *s, uint8_t type, uint32_t ts_ms, con
 void transcode_stream_close(transcode_stream *s)
 {
     if (s == NULL) return;
+    stream_ladder_known(s); /* what was held is part of the broadcast */
     struct hls_channel *ch = s->ch;
     struct transcode *tc = ch->tc;
     s->closed = TRUE;
