@@ -96,7 +96,7 @@ struct remux_events {
 int remux_check(gboolean ladder, gboolean poster, GError **err);
 /* appsrc (FLV) → flvdemux → h264parse/aacparse → per output mpegtsmux → appsink writing
  * <dir>/<output>/<prefix>_<index>.ts from first_index, cutting at keyframes after segment_ns;
- * rungs through avdec_h264 → slswscale → x264enc. NULL with *err when an element is missing.
+ * rungs through slh264dec → slswscale → x264enc. NULL with *err when an element is missing.
  * A session without rungs has no pipeline: flvts remuxes it on the loop, and its callbacks come
  * from within remux_push and remux_finish. */
 remux *remux_new(const struct remux_config *cfg, const struct remux_events *ev, void *user,
@@ -155,6 +155,10 @@ void flvts_shutdown(void);
 /* ---- libswscale scaler element (swscale.c) ---- */
 /* Registers "slswscale" with GStreamer (after gst_init); FALSE if it cannot. */
 gboolean transcode_swscale_register(void);
+
+/* ---- libavcodec H.264 decoder element (h264dec.c) ---- */
+/* Registers "slh264dec" with GStreamer (after gst_init); FALSE if it cannot. */
+gboolean transcode_h264dec_register(void);
 
 /* ---- ladder (ladder.c) ---- */
 

@@ -852,6 +852,7 @@ static int transcode_init(sl_server *srv, GError **err)
     if (tc->preset == NULL) tc->preset = g_strdup("veryfast");
     gst_init(NULL, NULL);
     transcode_swscale_register();
+    transcode_h264dec_register();
     if (sl_config_get_int(cfg, "transcode", "segment_s", 2, 1, 10, &tc->segment_s, err) ||
         sl_config_get_int(cfg, "transcode", "window", 6, 3, 100, &tc->window, err) ||
         sl_config_get_int(cfg, "transcode", "grace_s", 10, 0, 3600, &tc->grace_s, err) ||

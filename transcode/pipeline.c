@@ -1,8 +1,8 @@
 /* pipeline: one GStreamer pipeline per publish session. FLV tags enter through appsrc and
  * flvdemux; H.264 and AAC are parsed once. Output 0 ("source") remuxes them untouched; each
- * rung of the ladder decodes once (avdec_h264), scales and encodes with x264enc, and shares the
- * source's AAC. Every output has its own mpegtsmux and an appsink that cuts segment files; a
- * keyframe-only decoder feeds the poster.
+ * rung of the ladder decodes once (slh264dec, libavcodec), scales and encodes with x264enc, and
+ * shares the source's AAC. Every output has its own mpegtsmux and an appsink that cuts segment
+ * files; a keyframe-only decoder feeds the poster.
  *
  * Not splitmuxsink (nor hlssink2, built on it): it holds a whole GOP before deciding where to cut,
  * so a segment is listed two GOPs after it began. Here the cut is decided when the keyframe that
@@ -290,14 +290,14 @@ static void watch_video(remux *r, GstElement *parser, struct remux_output *o)
     gst_object_unref(src);
 }
 
-/* tee ! queue ! avdec_h264 ! tee, then per rung: queue (leaky) ! slswscale ! capsfilter !
+/* tee ! queue ! slh264dec ! tee, then per rung: queue (leaky) ! slswscale ! capsfilter !
  * x264enc ! h264parse ! the rung's muxer. A rung queue that overflows drops raw frames (the
  * encoder is behind) and counts an overrun; the owner sheds rungs by building the next
  * pipeline without them, never by blocking this one. */
 static gboolean build_ladder(remux *r, GstElement *video_tee)
 {
     GstElement *q = queue_new(r, DECODE_QUEUE_NS, TRUE);
-    GstElement *dec = make(r, "avdec_h264");
+    GstElement *dec = make(r, "slh264dec");
     g_object_set_data(G_OBJECT(q), "remux-background", GINT_TO_POINTER(1));
     GstElement *dtee = make(r, "tee");
     if (!q || !dec || !dtee || !gst_element_link_many(q, dec, dtee, NULL)) return FALSE;
@@ -679,7 +679,7 @@ static gboolean on_bus(GstBus *bus, GstMessage *msg, gpointer data)
 
 static const char *const needed[] = {"appsrc",    "flvdemux", "h264parse", "aacparse",
                                      "mpegtsmux", "appsink",  "tee",       "queue"};
-static const char *const needed_ladder[] = {"avdec_h264", "slswscale", "x264enc"};
+static const char *const needed_ladder[] = {"slh264dec", "slswscale", "x264enc"};
 static const char *const needed_poster[] = {"avdec_h264", "videoconvert", "jpegenc"};
 
 static gboolean have_all(const char *const *names, size_t n, GError **err, const char *hint)

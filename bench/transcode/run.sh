@@ -4,7 +4,7 @@
 # (decode once, split, scale, same preset/tune/bitrates/GOP, AAC copied) in the same run; then
 # how many laddered channels this box keeps in real time, and how many passthrough channels
 # alongside one laddered channel.
-# Usage: bench/transcode/run.sh [seconds-of-content]
+# Usage: [ROUNDS=n] [CPU_ONLY=1] [PERF=1] bench/transcode/run.sh [seconds-of-content]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-30}
@@ -68,42 +68,71 @@ shed() { curl -s "http://127.0.0.1:$HP/metrics" | awk '/^silklive_transcode_rung
 hz=$(getconf CLK_TCK)
 
 # ---- 1. CPU per content-second: silklive (one channel, real time) and ffmpeg (same ladder) ----
-k=$(key CL l0)
-c0=$(cpu_ticks "$SL_PID")
-publish "$k"
-# PERF=1: a profile of silklive during this broadcast, in /tmp/transcode.perf
-[[ -n "${PERF:-}" ]] && (perf record -F 499 -g -p "$SL_PID" -o /tmp/transcode.perf -- sleep $((SECS - 5)) >/dev/null 2>&1 &)
-wait "${pids[0]}"
-sleep 3 # the last segments
-c1=$(cpu_ticks "$SL_PID")
-pids=()
-sl_cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v s="$SECS" 'BEGIN {printf "%.3f", (b - a) / hz / s}')
-shed_after_one=$(shed)
-rungs=$(grep -c STREAM-INF "$work/media/l0/master.m3u8" || true)
-
-ff_cpu=$(python3 - "$work" "$SECS" <<'PY'
+# The peer twice. Live, like silklive: an ffmpeg listening for RTMP (-listen 1), fed by the same
+# real-time publisher, writing the same four renditions as 2 s HLS segments; its CPU is the
+# listener's. And as a batch job reading the file as fast as it can (no RTMP, no idle waits).
+ffmpeg_ladder() { # mode input output-prefix → CPU-s per content-second
+  python3 - "$1" "$2" "$3" "$SECS" <<'PY'
 import resource, subprocess, sys
-work, secs = sys.argv[1], float(sys.argv[2])
+mode, src, out, secs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 x264 = ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "60",
         "-keyint_min", "60", "-sc_threshold", "0"]
-cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", f"{work}/src.flv",
-       "-filter_complex",
-       "[0:v]split=3[a][b][c];[a]scale=-2:720:flags=bilinear[v720];"
-       "[b]scale=-2:480:flags=bilinear[v480];[c]scale=-2:360:flags=bilinear[v360]",
-       "-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "mpegts", f"{work}/ff-source.ts"]
+fmt = (["-f", "hls", "-hls_time", "2", "-hls_list_size", "6", "-hls_flags", "delete_segments"]
+       if mode == "live" else ["-f", "mpegts"])
+ext = "m3u8" if mode == "live" else "ts"
+cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
+cmd += ["-listen", "1"] if mode == "live" else []
+cmd += ["-i", src, "-filter_complex",
+        "[0:v]split=3[a][b][c];[a]scale=-2:720:flags=bilinear[v720];"
+        "[b]scale=-2:480:flags=bilinear[v480];[c]scale=-2:360:flags=bilinear[v360]",
+        "-map", "0:v", "-map", "0:a", "-c", "copy", *fmt, f"{out}-source.{ext}"]
 for name, rate in (("720", "2500k"), ("480", "1200k"), ("360", "700k")):
     cmd += ["-map", f"[v{name}]", "-map", "0:a", *x264, "-b:v", rate, "-c:a", "copy",
-            "-f", "mpegts", f"{work}/ff-{name}.ts"]
+            *fmt, f"{out}-{name}.{ext}"]
 subprocess.run(cmd, check=True)
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(f"{(r.ru_utime + r.ru_stime) / secs:.3f}")
 PY
-)
-ratio=$(awk -v a="$sl_cpu" -v b="$ff_cpu" 'BEGIN {printf "%.2f", a / b}')
+}
+# One channel on silklive, published in real time; its CPU over the broadcast.
+silklive_ladder() { # channel → CPU-s per content-second
+  local k c0 c1
+  k=$(key CL "$1")
+  c0=$(cpu_ticks "$SL_PID")
+  publish "$k"
+  # PERF=1: a profile of silklive during the first broadcast, in /tmp/transcode.perf
+  [[ -n "${PERF:-}" && "$1" == l0-1 ]] &&
+    (perf record -F 499 -g -p "$SL_PID" -o /tmp/transcode.perf -- sleep $((SECS - 5)) >/dev/null 2>&1 &)
+  wait "${pids[0]}"
+  sleep 3 # the last segments
+  c1=$(cpu_ticks "$SL_PID")
+  pids=()
+  awk -v a="$c0" -v b="$c1" -v hz="$hz" -v s="$SECS" 'BEGIN {printf "%.3f", (b - a) / hz / s}'
+}
+# ROUNDS (default 1) alternate silklive and both peers, each round one table row.
+rows=()
+mkdir -p "$work/ff"
+for round in $(seq "${ROUNDS:-1}"); do
+  sl_cpu=$(silklive_ladder "l0-$round")
+  PEER_RTMP=$(free_port)
+  ffmpeg_ladder live "rtmp://127.0.0.1:$PEER_RTMP/live/peer" "$work/ff/live" >"$work/ff/live.cpu" &
+  peer=$!
+  sleep 1 # the listener's socket
+  ffmpeg -hide_banner -loglevel error -nostdin -re -i "$work/src.flv" -c copy -f flv \
+    "rtmp://127.0.0.1:$PEER_RTMP/live/peer"
+  wait "$peer"
+  ff_live=$(cat "$work/ff/live.cpu")
+  ff_cpu=$(ffmpeg_ladder batch "$work/src.flv" "$work/ff/batch")
+  rows+=("| $round | $sl_cpu | $ff_live | $(awk -v a="$sl_cpu" -v b="$ff_live" 'BEGIN {printf "%.2f", a / b}') | $ff_cpu | $(awk -v a="$sl_cpu" -v b="$ff_cpu" 'BEGIN {printf "%.2f", a / b}') |")
+done
+shed_after_one=$(shed)
+rungs=$(grep -c STREAM-INF "$work/media/l0-1/master.m3u8" || true)
 
-# ---- 2. laddered channels kept in real time (no rung shed) ----
+# ---- 2. laddered channels kept in real time (no rung shed); CPU_ONLY=1 skips 2 and 3 ----
 sustained=0
-for n in 1 2 3 4; do
+tries=(1 2 3 4)
+[[ -n "${CPU_ONLY:-}" ]] && tries=()
+for n in "${tries[@]}"; do
   before=$(shed)
   for i in $(seq "$n"); do publish "$(key CL "l$n-$i")" loop; done
   sleep 25
@@ -116,7 +145,9 @@ done
 
 # ---- 3. passthrough channels beside one laddered channel ----
 pt_ok=0
-for m in 10 20 40 80; do
+tries=(10 20 40 80)
+[[ -n "${CPU_ONLY:-}" ]] && tries=()
+for m in "${tries[@]}"; do
   before=$(shed)
   publish "$(key CL "lp$m")" loop
   for i in $(seq "$m"); do publish "$(key PT "p$m-$i")" loop; done
@@ -130,9 +161,12 @@ for m in 10 20 40 80; do
 done
 
 echo
-echo "| what | silklive | ffmpeg CLI | ratio |"
-echo "| --- | --- | --- | --- |"
-echo "| CPU-s per content-second, default ladder on 720p30 ($rungs renditions) | $sl_cpu | $ff_cpu | $ratio (target ≤ 1.1) |"
+echo "CPU-s per content-second, default ladder on 720p30 ($rungs renditions); peer live = ffmpeg listening for"
+echo "the same real-time RTMP publish, writing HLS; peer batch = ffmpeg on the file, as fast as it can"
+echo
+echo "| round | silklive | ffmpeg live | ratio (target ≤ 1.1) | ffmpeg batch | ratio |"
+echo "| --- | --- | --- | --- | --- | --- |"
+printf '%s\n' "${rows[@]}"
 echo
 echo "rungs shed while measuring one channel: $shed_after_one"
 echo "laddered channels kept in real time (no rung shed, 25 s each, 1..4 tried): $sustained"
