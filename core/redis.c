@@ -19,12 +19,9 @@ struct pending {
     sl_redis *r; /* NULL once the connection forgot it */
     sl_redis_cb cb;
     void *user;
-    guint timer;
     gboolean answered;
-    gboolean held;     /* pending_timeout is reading: on_reply leaves freeing to it */
-    gboolean released; /* hiredis let go of it while held */
     gint64 sent_us;
-    struct pending *prev, *next; /* in r's in-flight list */
+    struct pending *prev, *next; /* in r's in-flight list, oldest first */
 };
 
 struct sl_redis {
@@ -41,8 +38,9 @@ struct sl_redis {
     gboolean closing;
     guint reconnect_timer;
     int backoff_ms;
-    char *last_error; /* owned */
-    struct pending *inflight;
+    char *last_error;                         /* owned */
+    struct pending *inflight, *inflight_tail; /* oldest first: the order replies come in */
+    guint deadline_timer;                     /* armed for the oldest unanswered command */
     gint64 last_reply_us; /* when the server last answered anything: it is alive */
     GHashTable *subs;     /* subscriber connections only: channel (owned) -> GPtrArray of sub */
     /* Sentinel: where to ask for the primary, and the question being asked */
@@ -262,7 +260,10 @@ static void pending_unlink(struct pending *p)
         p->prev->next = p->next;
     else
         r->inflight = p->next;
-    if (p->next) p->next->prev = p->prev;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        r->inflight_tail = p->prev;
     p->prev = p->next = NULL;
     p->r = NULL;
 }
@@ -272,10 +273,6 @@ static void pending_answer(struct pending *p, redisReply *reply, const char *err
 {
     if (p->answered) return;
     p->answered = TRUE;
-    if (p->timer) {
-        g_source_remove(p->timer);
-        p->timer = 0;
-    }
     sl_redis *r = p->r;
     if (r) {
         if (reply) {
@@ -296,31 +293,55 @@ static gboolean socket_readable(int fd)
     return fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
 }
 
-static gboolean pending_timeout(gpointer data)
+static struct pending *oldest_unanswered(sl_redis *r)
 {
-    struct pending *p = data;
-    p->timer = 0;
-    sl_redis *r = p->r;
-    /* A busy loop (thousands of sockets, a burst of replies read 16 KiB per dispatch) can reach
-     * this timer while the reply already waits in the socket: drain what the socket holds
-     * before calling the command late. A stopped server sends nothing, so it still times out. */
-    p->held = TRUE;
-    while (!p->released && r && r->connected && r->ac && socket_readable(r->ac->c.fd))
-        redisAsyncHandleRead(r->ac);
-    p->held = FALSE;
-    if (p->released) {
-        g_free(p);
-        return G_SOURCE_REMOVE;
+    struct pending *p = r->inflight;
+    while (p && p->answered) /* timed out, waiting for hiredis to let go of it */
+        p = p->next;
+    return p;
+}
+
+static gboolean deadline_fire(gpointer data);
+
+/* One timer per connection, due when the oldest unanswered command is: replies come in the
+ * order commands went out, so only the oldest can be the first late one. It moves on when it
+ * fires, never per command or reply (a timer per command was a GSource made, attached and
+ * destroyed per request, and one more source for every loop turn to walk). */
+static void deadline_arm(sl_redis *r)
+{
+    if (r->deadline_timer || r->closing) return;
+    struct pending *p = oldest_unanswered(r);
+    if (p == NULL) return;
+    gint64 due_us = p->sent_us + (gint64)r->timeout_ms * 1000 - g_get_monotonic_time();
+    guint ms = due_us <= 0 ? 0 : (guint)((due_us + 999) / 1000);
+    r->deadline_timer = g_timeout_add(ms, deadline_fire, r);
+}
+
+static gboolean deadline_fire(gpointer data)
+{
+    sl_redis *r = data;
+    r->deadline_timer = 0;
+    gint64 timeout_us = (gint64)r->timeout_ms * 1000, now = g_get_monotonic_time();
+    struct pending *p = oldest_unanswered(r);
+    if (p && p->sent_us + timeout_us <= now) {
+        /* A busy loop (thousands of sockets, a burst of replies read 16 KiB per dispatch) can
+         * get here while the replies already wait in the socket: drain what it holds before
+         * calling commands late. A stopped server sends nothing, so they still time out. */
+        while (r->connected && r->ac && socket_readable(r->ac->c.fd))
+            redisAsyncHandleRead(r->ac);
+        gboolean late = FALSE;
+        while ((p = oldest_unanswered(r)) != NULL && p->sent_us + timeout_us <= now) {
+            late = TRUE;
+            pending_answer(p, NULL, "timeout");
+        }
+        /* A server that answered nothing for a whole timeout is stopped or hung: drop the
+         * connection so later commands fail fast and reconnect takes over. One that is still
+         * answering is behind (a burst, or this loop is slow to read): these commands failed,
+         * but dropping the connection would fail every other command in flight with them. */
+        if (late && r->connected && g_get_monotonic_time() - r->last_reply_us >= timeout_us)
+            drop_connection(r, "command timeout");
     }
-    r = p->r;
-    pending_answer(p, NULL, "timeout");
-    /* A server that answered nothing for a whole timeout is stopped or hung: drop the
-     * connection so later commands fail fast and reconnect takes over. One that is still
-     * answering is behind (a burst, or this loop is slow to read): this command failed, but
-     * dropping the connection would fail every other command in flight with it. */
-    gint64 silent_us = g_get_monotonic_time() - (r ? r->last_reply_us : 0);
-    if (r && r->connected && silent_us >= (gint64)r->timeout_ms * 1000)
-        drop_connection(r, "command timeout");
+    deadline_arm(r);
     return G_SOURCE_REMOVE;
 }
 
@@ -335,10 +356,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     else
         pending_answer(p, rep, NULL);
     pending_unlink(p);
-    if (p->held)
-        p->released = TRUE;
-    else
-        g_free(p);
+    g_free(p);
 }
 
 static gboolean reconnect_fire(gpointer data)
@@ -675,16 +693,18 @@ static struct pending *pending_new(sl_redis *r, sl_redis_cb cb, void *user)
     p->cb = cb;
     p->user = user;
     p->sent_us = g_get_monotonic_time();
-    p->next = r->inflight;
-    if (r->inflight) r->inflight->prev = p;
-    r->inflight = p;
-    p->timer = g_timeout_add(r->timeout_ms, pending_timeout, p);
+    p->prev = r->inflight_tail;
+    if (r->inflight_tail)
+        r->inflight_tail->next = p;
+    else
+        r->inflight = p;
+    r->inflight_tail = p;
+    deadline_arm(r);
     return p;
 }
 
 static void pending_abort(struct pending *p)
 {
-    g_source_remove(p->timer);
     pending_unlink(p);
     g_free(p);
 }
@@ -751,6 +771,8 @@ void redis_free(sl_redis *r)
     if (r->reconnect_timer) g_source_remove(r->reconnect_timer);
     r->reconnect_timer = 0;
     if (r->drop_idle) g_source_remove(r->drop_idle);
+    if (r->deadline_timer) g_source_remove(r->deadline_timer);
+    r->deadline_timer = 0;
     if (r->query) r->query->r = NULL; /* its answer is dropped when it comes */
     if (r->ac) {
         redisAsyncContext *ac = r->ac;
