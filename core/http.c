@@ -10,16 +10,26 @@
 
 enum reply_phase { REPLY_NONE, REPLY_HEADERS, REPLY_BODY, REPLY_DONE };
 
+/* A request's captures, query arguments and snapshot headers: a handful each, so a short list
+ * searched from the end (the last of a repeated query argument wins) instead of three hash
+ * tables, which cost a dozen allocations per request before a handler ran. */
+#define REQ_FIELDS_MAX 48
+enum field_kind { FIELD_PARAM, FIELD_QUERY, FIELD_HEADER };
+struct req_field {
+    enum field_kind kind;
+    char *text;        /* owned: name, NUL, value, NUL */
+    const char *value; /* in text */
+};
+
 struct sl_http_req {
     int refs;
     struct lws *wsi; /* NULL once the client is gone */
     sl_server *srv;
     char method[8];
-    char *path;          /* owned, decoded */
-    GHashTable *params;  /* owned */
-    GHashTable *query;   /* owned */
-    GHashTable *headers; /* owned, lower-case names */
-    GByteArray *body;    /* owned */
+    char *path;                              /* owned, decoded */
+    GByteArray *body;                        /* owned */
+    struct req_field fields[REQ_FIELDS_MAX]; /* header names lower-case */
+    guint n_fields;
     gboolean body_expected;
     const struct route *route;
     struct sl_claims claims;
@@ -66,9 +76,8 @@ void sl_http_req_unref(sl_http_req *req)
 {
     if (req == NULL || --req->refs > 0) return;
     g_free(req->path);
-    g_hash_table_unref(req->params);
-    g_hash_table_unref(req->query);
-    g_hash_table_unref(req->headers);
+    for (guint i = 0; i < req->n_fields; i++)
+        g_free(req->fields[i].text);
     g_byte_array_unref(req->body);
     g_free(req->content_type);
     if (req->reply_body) g_bytes_unref(req->reply_body);
@@ -84,17 +93,48 @@ const char *sl_http_req_path(const sl_http_req *req)
 {
     return req->path;
 }
+static const char *field_get(const sl_http_req *req, enum field_kind kind, const char *name)
+{
+    for (guint i = req->n_fields; i-- > 0;)
+        if (req->fields[i].kind == kind && strcmp(req->fields[i].text, name) == 0)
+            return req->fields[i].value;
+    return NULL;
+}
+
+/* Room for a value of vlen bytes after the name; NULL when the request has no more room. */
+static char *field_add(sl_http_req *req, enum field_kind kind, const char *name, size_t nlen,
+                       size_t vlen)
+{
+    if (req->n_fields == REQ_FIELDS_MAX) return NULL;
+    struct req_field *f = &req->fields[req->n_fields++];
+    f->kind = kind;
+    f->text = g_malloc(nlen + vlen + 2);
+    memcpy(f->text, name, nlen);
+    f->text[nlen] = '\0';
+    char *value = f->text + nlen + 1;
+    value[vlen] = '\0';
+    f->value = value;
+    return value;
+}
+
+static void field_set(sl_http_req *req, enum field_kind kind, const char *name, size_t nlen,
+                      const char *value, size_t vlen)
+{
+    char *v = field_add(req, kind, name, nlen, vlen);
+    if (v) memcpy(v, value, vlen);
+}
+
 const char *sl_http_req_param(const sl_http_req *req, const char *name)
 {
-    return g_hash_table_lookup(req->params, name);
+    return field_get(req, FIELD_PARAM, name);
 }
 const char *sl_http_req_query(const sl_http_req *req, const char *name)
 {
-    return g_hash_table_lookup(req->query, name);
+    return field_get(req, FIELD_QUERY, name);
 }
 const char *sl_http_req_header(const sl_http_req *req, const char *name)
 {
-    return g_hash_table_lookup(req->headers, name);
+    return field_get(req, FIELD_HEADER, name);
 }
 const uint8_t *sl_http_req_body(const sl_http_req *req, size_t *len)
 {
@@ -227,12 +267,8 @@ static void snapshot_header(sl_http_req *req, struct lws *wsi, enum lws_token_in
 {
     int n = lws_hdr_total_length(wsi, tok);
     if (n <= 0) return;
-    char *v = g_malloc((size_t)n + 1);
-    if (lws_hdr_copy(wsi, v, n + 1, tok) < 0) {
-        g_free(v);
-        return;
-    }
-    g_hash_table_insert(req->headers, g_strdup(name), v);
+    char *v = field_add(req, FIELD_HEADER, name, strlen(name), (size_t)n);
+    if (v && lws_hdr_copy(wsi, v, n + 1, tok) < 0) v[0] = '\0';
 }
 
 static void snapshot_custom_header(sl_http_req *req, struct lws *wsi, const char *name)
@@ -241,12 +277,8 @@ static void snapshot_custom_header(sl_http_req *req, struct lws *wsi, const char
     int klen = g_snprintf(key, sizeof key, "%s:", name);
     int n = lws_hdr_custom_length(wsi, key, klen);
     if (n < 0) return;
-    char *v = g_malloc((size_t)n + 1);
-    if (lws_hdr_custom_copy(wsi, v, n + 1, key, klen) < 0) {
-        g_free(v);
-        return;
-    }
-    g_hash_table_insert(req->headers, g_strdup(name), v);
+    char *v = field_add(req, FIELD_HEADER, name, strlen(name), (size_t)n);
+    if (v && lws_hdr_custom_copy(wsi, v, n + 1, key, klen) < 0) v[0] = '\0';
 }
 
 static void snapshot_query(sl_http_req *req, struct lws *wsi)
@@ -257,9 +289,10 @@ static void snapshot_query(sl_http_req *req, struct lws *wsi)
         if (n < 0) break;
         char *eq = memchr(frag, '=', (size_t)n);
         if (eq)
-            g_hash_table_replace(req->query, g_strndup(frag, (gsize)(eq - frag)), g_strdup(eq + 1));
+            field_set(req, FIELD_QUERY, frag, (size_t)(eq - frag), eq + 1,
+                      (size_t)n - (size_t)(eq - frag) - 1);
         else
-            g_hash_table_replace(req->query, g_strndup(frag, (gsize)n), g_strdup(""));
+            field_set(req, FIELD_QUERY, frag, (size_t)n, "", 0);
     }
 }
 
@@ -294,9 +327,6 @@ static sl_http_req *req_new(sl_server *srv, struct lws *wsi, const char *method,
     req->srv = srv;
     g_strlcpy(req->method, method, sizeof req->method);
     req->path = g_strndup(uri, uri_len);
-    req->params = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    req->query = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    req->headers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     req->body = g_byte_array_new();
     snapshot_header(req, wsi, WSI_TOKEN_HTTP_AUTHORIZATION, "authorization");
     snapshot_header(req, wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, "content-type");
@@ -435,10 +465,16 @@ static int on_request(sl_server *srv, struct http_session *s, struct lws *wsi)
         return 0;
     }
 
-    GString *allow = g_string_new(NULL);
+    struct route_captures caps;
     enum route_result rr =
-        router_match(server_router(srv), method, req->path, req->params, &req->route, allow);
+        router_match(server_router(srv), method, req->path, &caps, &req->route, NULL);
+    if (rr == ROUTE_FOUND)
+        for (guint i = 0; i < caps.n; i++)
+            field_set(req, FIELD_PARAM, caps.at[i].name, strlen(caps.at[i].name), caps.at[i].value,
+                      caps.at[i].len);
     if (rr == ROUTE_BAD_METHOD) {
+        GString *allow = g_string_new(NULL); /* rare: the match again, listing the methods */
+        router_match(server_router(srv), method, req->path, NULL, &req->route, allow);
         char *extra = g_strdup_printf("allow: %s\r\n", allow->str);
         char *body = sl_http_error_body("method_not_allowed", "method not allowed on this path");
         g_string_free(allow, TRUE);
@@ -447,7 +483,6 @@ static int on_request(sl_server *srv, struct http_session *s, struct lws *wsi)
         g_free(extra);
         return 0;
     }
-    g_string_free(allow, TRUE);
     if (rr == ROUTE_NOT_FOUND) {
         gboolean get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
         if (!get || g_str_has_prefix(req->path, "/api/")) {

@@ -23,20 +23,34 @@ void evloop_free(evloop *e);
 struct route {
     char *method;     /* owned */
     gchar **segments; /* owned; "{name}" captures one segment */
+    char **names;     /* owned; per segment, the capture's name or NULL for a literal */
+    guint n_segments;
     sl_http_handler fn;
     void *user;
 };
 
 enum route_result { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD };
 
+/* What a match captured: values point into the matched path (not NUL-terminated). */
+#define ROUTE_CAPTURES_MAX 4
+struct route_captures {
+    guint n;
+    struct {
+        const char *name, *value;
+        size_t len;
+    } at[ROUTE_CAPTURES_MAX];
+};
+
 typedef struct router router;
 router *router_new(void);
 void router_free(router *r);
+/* At most ROUTE_CAPTURES_MAX captures per pattern. */
 void router_add(router *r, const char *method, const char *pattern, sl_http_handler fn, void *user);
-/* Match a decoded path. ROUTE_FOUND sets *out and fills params (name -> value, owned by the
- * table); ROUTE_BAD_METHOD appends the allowed methods to allow ("GET, POST"). */
+/* Match a decoded path, without allocating. ROUTE_FOUND sets *out and fills caps when non-NULL;
+ * ROUTE_BAD_METHOD appends the allowed methods to allow ("GET, POST") when non-NULL. */
 enum route_result router_match(const router *r, const char *method, const char *path,
-                               GHashTable *params, const struct route **out, GString *allow);
+                               struct route_captures *caps, const struct route **out,
+                               GString *allow);
 
 /* ---- HTTP protocol (http.c) ---- */
 struct http_mount {

@@ -868,18 +868,16 @@ struct eval_call {
     const sl_script *script;
     sl_redis_cb cb;
     void *user;
-    int argc; /* of args below: "EVALSHA", sha, nkeys, keys..., args... */
-    char **args;
-    size_t *lens;
+    int argc;          /* of args below: "EVALSHA", sha, nkeys, keys..., args... */
+    const char **args; /* in this block, or static */
+    size_t *lens;      /* in this block */
     gboolean retried;
+    char nkeys[16];
+    /* then args[argc], lens[argc] and the keys' and arguments' bytes: one allocation per call */
 };
 
 static void eval_call_free(struct eval_call *c)
 {
-    for (int i = 0; i < c->argc; i++)
-        g_free(c->args[i]);
-    g_free(c->args);
-    g_free(c->lens);
     g_free(c);
 }
 
@@ -889,15 +887,11 @@ static void eval_reply(redisReply *reply, const char *err, void *user)
     if (reply && reply->type == REDIS_REPLY_ERROR && !c->retried &&
         g_str_has_prefix(reply->str, "NOSCRIPT")) {
         c->retried = TRUE;
-        g_free(c->args[0]);
-        g_free(c->args[1]);
-        c->args[0] = g_strdup("EVAL");
-        c->args[1] = g_strdup(c->script->source);
+        c->args[0] = "EVAL";
+        c->args[1] = c->script->source;
         c->lens[0] = 4;
         c->lens[1] = strlen(c->script->source);
-        if (sl_redis_command_argv(c->r, eval_reply, c, c->argc, (const char **)c->args, c->lens) ==
-            SL_OK)
-            return;
+        if (sl_redis_command_argv(c->r, eval_reply, c, c->argc, c->args, c->lens) == SL_OK) return;
         if (c->cb) c->cb(NULL, "disconnected", c->user);
         eval_call_free(c);
         return;
@@ -910,27 +904,35 @@ int sl_redis_eval(sl_redis *r, const sl_script *s, sl_redis_cb cb, void *user, i
                   const char **argv, const size_t *lens)
 {
     if (!sl_redis_connected(r)) return SL_ERR;
-    struct eval_call *c = g_new0(struct eval_call, 1);
+    int total = argc + 3;
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++)
+        bytes += (lens ? lens[i] : strlen(argv[i])) + 1;
+    struct eval_call *c =
+        g_malloc0(sizeof *c + (size_t)total * (sizeof(char *) + sizeof(size_t)) + bytes);
     c->r = r;
     c->script = s;
     c->cb = cb;
     c->user = user;
-    c->argc = argc + 3;
-    c->args = g_new0(char *, c->argc);
-    c->lens = g_new0(size_t, c->argc);
-    c->args[0] = g_strdup("EVALSHA");
-    c->args[1] = g_strdup(s->sha);
-    c->args[2] = g_strdup_printf("%d", nkeys);
+    c->argc = total;
+    c->args = (const char **)(c + 1);
+    c->lens = (size_t *)(c->args + total);
+    char *at = (char *)(c->lens + total);
+    g_snprintf(c->nkeys, sizeof c->nkeys, "%d", nkeys);
+    c->args[0] = "EVALSHA";
+    c->args[1] = s->sha;
+    c->args[2] = c->nkeys;
     for (int i = 0; i < 3; i++)
         c->lens[i] = strlen(c->args[i]);
     for (int i = 0; i < argc; i++) {
         size_t n = lens ? lens[i] : strlen(argv[i]);
-        c->args[3 + i] = g_memdup2(argv[i], n + 1);
-        c->args[3 + i][n] = '\0';
+        memcpy(at, argv[i], n);
+        at[n] = '\0';
+        c->args[3 + i] = at;
         c->lens[3 + i] = n;
+        at += n + 1;
     }
-    if (sl_redis_command_argv(r, eval_reply, c, c->argc, (const char **)c->args, c->lens) !=
-        SL_OK) {
+    if (sl_redis_command_argv(r, eval_reply, c, c->argc, c->args, c->lens) != SL_OK) {
         eval_call_free(c);
         return SL_ERR;
     }

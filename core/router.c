@@ -12,6 +12,9 @@ static void route_free(gpointer p)
     struct route *rt = p;
     g_free(rt->method);
     g_strfreev(rt->segments);
+    for (guint i = 0; i < rt->n_segments; i++)
+        g_free(rt->names[i]);
+    g_free(rt->names);
     g_free(rt);
 }
 
@@ -29,61 +32,73 @@ void router_free(router *r)
     g_free(r);
 }
 
-void router_add(router *r, const char *method, const char *pattern, sl_http_handler fn, void *user)
-{
-    struct route *rt = g_new0(struct route, 1);
-    rt->method = g_strdup(method);
-    rt->segments = g_strsplit(pattern[0] == '/' ? pattern + 1 : pattern, "/", -1);
-    rt->fn = fn;
-    rt->user = user;
-    g_ptr_array_add(r->routes, rt);
-}
-
 static gboolean is_capture(const char *seg)
 {
     size_t n = strlen(seg);
     return n > 2 && seg[0] == '{' && seg[n - 1] == '}';
 }
 
-/* TRUE when the path's segments fit the pattern; captures go into params when non-NULL. */
-static gboolean route_fits(const struct route *rt, gchar **parts, GHashTable *params)
+void router_add(router *r, const char *method, const char *pattern, sl_http_handler fn, void *user)
 {
-    guint n = g_strv_length(rt->segments);
-    if (n != g_strv_length(parts)) return FALSE;
-    for (guint i = 0; i < n; i++) {
-        const char *want = rt->segments[i];
-        if (is_capture(want)) {
-            if (parts[i][0] == '\0') return FALSE;
-        } else if (strcmp(want, parts[i]) != 0) {
+    struct route *rt = g_new0(struct route, 1);
+    rt->method = g_strdup(method);
+    rt->segments = g_strsplit(pattern[0] == '/' ? pattern + 1 : pattern, "/", -1);
+    rt->n_segments = g_strv_length(rt->segments);
+    rt->names = g_new0(char *, rt->n_segments);
+    guint captures = 0;
+    for (guint i = 0; i < rt->n_segments; i++) {
+        const char *seg = rt->segments[i];
+        if (!is_capture(seg)) continue;
+        rt->names[i] = g_strndup(seg + 1, strlen(seg) - 2);
+        captures++;
+    }
+    g_assert(captures <= ROUTE_CAPTURES_MAX);
+    rt->fn = fn;
+    rt->user = user;
+    g_ptr_array_add(r->routes, rt);
+}
+
+/* TRUE when the path (after its leading '/') fits the pattern segment by segment; captures go
+ * into caps when non-NULL. Runs on every request: it walks the path in place. */
+static gboolean route_fits(const struct route *rt, const char *path, struct route_captures *caps)
+{
+    const char *p = path;
+    if (caps) caps->n = 0;
+    for (guint i = 0; i < rt->n_segments; i++) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (rt->names[i]) {
+            if (len == 0) return FALSE;
+            if (caps) {
+                caps->at[caps->n].name = rt->names[i];
+                caps->at[caps->n].value = p;
+                caps->at[caps->n].len = len;
+                caps->n++;
+            }
+        } else if (strlen(rt->segments[i]) != len || memcmp(rt->segments[i], p, len) != 0) {
             return FALSE;
         }
-    }
-    if (params) {
-        for (guint i = 0; i < n; i++) {
-            const char *want = rt->segments[i];
-            if (is_capture(want))
-                g_hash_table_insert(params, g_strndup(want + 1, strlen(want) - 2),
-                                    g_strdup(parts[i]));
-        }
+        gboolean last = i + 1 == rt->n_segments;
+        if (last != (slash == NULL)) return FALSE; /* more segments than the pattern, or fewer */
+        if (slash) p = slash + 1;
     }
     return TRUE;
 }
 
 enum route_result router_match(const router *r, const char *method, const char *path,
-                               GHashTable *params, const struct route **out, GString *allow)
+                               struct route_captures *caps, const struct route **out,
+                               GString *allow)
 {
     *out = NULL;
     if (path == NULL || path[0] != '/') return ROUTE_NOT_FOUND;
-    gchar **parts = g_strsplit(path + 1, "/", -1);
     gboolean path_known = FALSE;
     for (guint i = 0; i < r->routes->len; i++) {
         const struct route *rt = r->routes->pdata[i];
-        if (!route_fits(rt, parts, NULL)) continue;
+        if (!route_fits(rt, path + 1, NULL)) continue;
         path_known = TRUE;
         if (strcmp(rt->method, method) == 0) {
-            route_fits(rt, parts, params);
+            route_fits(rt, path + 1, caps);
             *out = rt;
-            g_strfreev(parts);
             return ROUTE_FOUND;
         }
         if (allow && !strstr(allow->str, rt->method)) {
@@ -91,6 +106,5 @@ enum route_result router_match(const router *r, const char *method, const char *
             g_string_append(allow, rt->method);
         }
     }
-    g_strfreev(parts);
     return path_known ? ROUTE_BAD_METHOD : ROUTE_NOT_FOUND;
 }

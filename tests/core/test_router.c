@@ -3,6 +3,7 @@
 #include "harness/harness.h"
 
 #include <check.h>
+#include <string.h>
 
 static void h1(sl_http_req *r, void *u)
 {
@@ -23,24 +24,38 @@ static router *make(void)
     return r;
 }
 
+static const char *capture(const struct route_captures *caps, const char *name)
+{
+    static char buf[64];
+    for (guint i = 0; i < caps->n; i++)
+        if (strcmp(caps->at[i].name, name) == 0) {
+            g_snprintf(buf, sizeof buf, "%.*s", (int)caps->at[i].len, caps->at[i].value);
+            return buf;
+        }
+    return NULL;
+}
+
 START_TEST(exact_and_captures)
 {
     router *r = make();
-    GHashTable *params = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    struct route_captures caps;
     const struct route *rt;
-    ck_assert_int_eq(router_match(r, "GET", "/api/v1/pavilions", params, &rt, NULL), ROUTE_FOUND);
+    ck_assert_int_eq(router_match(r, "GET", "/api/v1/pavilions", &caps, &rt, NULL), ROUTE_FOUND);
     ck_assert_str_eq(rt->user, "list");
-    ck_assert_int_eq(router_match(r, "POST", "/api/v1/pavilions", params, &rt, NULL), ROUTE_FOUND);
+    ck_assert_uint_eq(caps.n, 0);
+    ck_assert_int_eq(router_match(r, "POST", "/api/v1/pavilions", &caps, &rt, NULL), ROUTE_FOUND);
     ck_assert_str_eq(rt->user, "create");
-    ck_assert_int_eq(router_match(r, "GET", "/api/v1/pavilions/CL", params, &rt, NULL),
-                     ROUTE_FOUND);
+    ck_assert_int_eq(router_match(r, "GET", "/api/v1/pavilions/CL", &caps, &rt, NULL), ROUTE_FOUND);
     ck_assert_str_eq(rt->user, "one");
-    ck_assert_str_eq(g_hash_table_lookup(params, "code"), "CL");
-    g_hash_table_remove_all(params);
-    ck_assert_int_eq(router_match(r, "POST", "/api/v1/pavilions/PE/channels", params, &rt, NULL),
+    ck_assert_uint_eq(caps.n, 1);
+    ck_assert_str_eq(capture(&caps, "code"), "CL");
+    ck_assert_int_eq(router_match(r, "POST", "/api/v1/pavilions/PE/channels", &caps, &rt, NULL),
                      ROUTE_FOUND);
-    ck_assert_str_eq(g_hash_table_lookup(params, "code"), "PE");
-    g_hash_table_unref(params);
+    ck_assert_str_eq(capture(&caps, "code"), "PE");
+    ck_assert_int_eq(router_match(r, "DELETE", "/api/v1/channels/a-b_c/pin", &caps, &rt, NULL),
+                     ROUTE_FOUND);
+    ck_assert_str_eq(rt->user, "unpin");
+    ck_assert_str_eq(capture(&caps, "id"), "a-b_c");
     router_free(r);
 }
 END_TEST
@@ -56,6 +71,9 @@ START_TEST(not_found)
                            "/api/v1/pavilions//channels",
                            "/api/v1/pavilions/CL/channels/x",
                            "/api/v1",
+                           "/api/v1/pavilionsX",
+                           "/api/v1/pavilion",
+                           "/api/v1/channels//pin",
                            "/API/v1/pavilions"};
     for (size_t i = 0; i < G_N_ELEMENTS(paths); i++)
         ck_assert_msg(router_match(r, "GET", paths[i], NULL, &rt, NULL) == ROUTE_NOT_FOUND, "%s",
