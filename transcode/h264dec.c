@@ -6,6 +6,7 @@
 #include <gst/video/video.h>
 #include <libavcodec/avcodec.h>
 #include <libavutil/frame.h>
+#include <limits.h>
 
 /* Why not avdec_h264: it hands out each decoded picture in a GstBuffer that libavcodec still
  * references (the picture is the next one's reference frame), so GstVideoDecoder's
@@ -276,6 +277,11 @@ static GstFlowReturn h264dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFra
     if (!gst_buffer_map(frame->input_buffer, &map, GST_MAP_READ)) {
         gst_video_decoder_drop_frame(dec, frame);
         return GST_FLOW_ERROR;
+    }
+    if (map.size == 0 || map.size > INT_MAX / 2) { /* an empty packet would mean "drain" */
+        gst_buffer_unmap(frame->input_buffer, &map);
+        gst_video_decoder_drop_frame(dec, frame);
+        return GST_FLOW_OK;
     }
     /* libavcodec reads up to AV_INPUT_BUFFER_PADDING_SIZE past the end: a padded copy */
     int rc = av_new_packet(self->pkt, (int)map.size);
