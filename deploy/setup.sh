@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # Build and run time. libwebsockets-evlib-ev is the plugin that runs lws' sockets on libev's epoll
 # loop, which core/evloop.c drives from the GLib main loop (libev-dev for its header).
 # GStreamer: base (appsrc/appsink, videoconvert), good (flvdemux, jpegenc), bad (h264parse,
-# mpegtsmux, and the H.264 SPS parser), libav (avdec_h264), ugly (x264enc) make the HLS ladder
-# and posters; FFmpeg's libswscale scales the rungs and its libavformat cuts the highlight clips.
+# mpegtsmux, and the H.264 SPS parser), libav (avdec_h264, the posters), ugly (x264enc) make the
+# HLS ladder and posters; FFmpeg's libavcodec decodes the ladder's source, libswscale scales the
+# rungs and libavformat cuts the highlight clips.
 PACKAGES=(
   build-essential cmake pkg-config
   libglib2.0-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libhiredis-dev libjansson-dev

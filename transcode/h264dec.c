@@ -82,11 +82,15 @@ static gboolean h264dec_stop(GstVideoDecoder *dec)
     return TRUE;
 }
 
-/* A new stream configuration: a fresh decoder with the avcC record as extradata (AVC) or
- * none (Annex B, parameter sets in band). */
+static GstFlowReturn h264dec_drain(GstVideoDecoder *dec);
+
+/* A new stream configuration: the pictures the old decoder still holds go out first, then a
+ * fresh decoder with the avcC record as extradata (AVC) or none (Annex B, parameter sets in
+ * band). */
 static gboolean h264dec_set_format(GstVideoDecoder *dec, GstVideoCodecState *state)
 {
     SlH264Dec *self = (SlH264Dec *)dec;
+    h264dec_drain(dec);
     h264dec_close(self);
     g_clear_pointer(&self->input, gst_video_codec_state_unref);
     self->input = gst_video_codec_state_ref(state);

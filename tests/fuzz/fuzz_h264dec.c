@@ -4,21 +4,12 @@
  * Input: one flags byte (bit 0: AVC with the first unit as avcC; bit 1: downstream takes
  * video meta), then units, each a 2-byte big-endian length and its bytes. */
 #include "transcode/internal.h"
+#include "tests/transcode/video_meta_probe.h"
 
 #include <gst/app/gstappsrc.h>
 #include <gst/video/video.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static GstPadProbeReturn offer_video_meta(GstPad *pad, GstPadProbeInfo *info, gpointer user)
-{
-    (void)pad;
-    (void)user;
-    GstQuery *q = GST_PAD_PROBE_INFO_QUERY(info);
-    if (GST_QUERY_TYPE(q) != GST_QUERY_ALLOCATION) return GST_PAD_PROBE_OK;
-    gst_query_add_allocation_meta(q, GST_VIDEO_META_API_TYPE, NULL);
-    return GST_PAD_PROBE_HANDLED;
-}
 
 /* The next unit, or FALSE at the end of the input. */
 static gboolean next_unit(const uint8_t **p, const uint8_t *end, const uint8_t **unit, size_t *len)

@@ -1,8 +1,10 @@
 /* Unit tests of the ladder's H.264 decoder element (slh264dec) on a real ffmpeg-made stream with
  * B-frames: every frame out, in presentation order, pixel for pixel what avdec_h264 decodes,
  * both when downstream maps by GstVideoMeta (frames wrapped, not copied) and when it does not
- * (copied); damaged packets neither stop it nor leak frames. */
+ * (copied); damaged packets neither stop it nor leak frames; a new size mid-stream loses
+ * nothing. */
 #include "transcode/internal.h"
+#include "tests/transcode/video_meta_probe.h"
 
 #include <check.h>
 #include <gst/app/gstappsink.h>
@@ -40,18 +42,6 @@ static void teardown(void)
     g_free(flv);
 }
 
-/* Answers the decoder's allocation query in appsink's place (appsink answers none), as a
- * downstream that maps frames by GstVideoMeta (slswscale, x264enc) does. */
-static GstPadProbeReturn offer_video_meta(GstPad *pad, GstPadProbeInfo *info, gpointer data)
-{
-    (void)pad;
-    (void)data;
-    GstQuery *q = GST_PAD_PROBE_INFO_QUERY(info);
-    if (GST_QUERY_TYPE(q) != GST_QUERY_ALLOCATION) return GST_PAD_PROBE_OK;
-    gst_query_add_allocation_meta(q, GST_VIDEO_META_API_TYPE, NULL);
-    return GST_PAD_PROBE_HANDLED;
-}
-
 /* Every 7th delta frame gets its slice data scrambled on the way into the decoder. */
 static GstPadProbeReturn damage(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
@@ -71,8 +61,9 @@ static GstPadProbeReturn damage(GstPad *pad, GstPadProbeInfo *info, gpointer dat
 }
 
 struct decoded {
-    GArray *sums; /* guint64 per frame: a checksum of its visible pixels */
-    GArray *pts;  /* GstClockTime per frame */
+    GArray *sums;   /* guint64 per frame: a checksum of its visible pixels */
+    GArray *pts;    /* GstClockTime per frame */
+    GArray *widths; /* int per frame */
     int width, height;
     gboolean had_meta;
 };
@@ -90,12 +81,11 @@ static guint64 frame_sum(GstVideoFrame *f)
     return sum;
 }
 
-/* filesrc ! flvdemux ! h264parse ! <decoder> ! appsink, to the end. */
-static void decode(const char *decoder, gboolean meta, gboolean damaged, struct decoded *out)
+/* <head> ! <decoder> ! appsink, to the end. */
+static void decode_from(const char *head, const char *decoder, gboolean meta, gboolean damaged,
+                        struct decoded *out)
 {
-    char *desc = g_strdup_printf("filesrc location=%s ! flvdemux ! h264parse ! %s name=dec ! "
-                                 "appsink name=sink sync=false",
-                                 flv, decoder);
+    char *desc = g_strdup_printf("%s ! %s name=dec ! appsink name=sink sync=false", head, decoder);
     GError *err = NULL;
     GstElement *pipe = gst_parse_launch(desc, &err);
     g_free(desc);
@@ -111,6 +101,7 @@ static void decode(const char *decoder, gboolean meta, gboolean damaged, struct 
     if (damaged) gst_pad_add_probe(decpad, GST_PAD_PROBE_TYPE_BUFFER, damage, &counter, NULL);
     out->sums = g_array_new(FALSE, FALSE, sizeof(guint64));
     out->pts = g_array_new(FALSE, FALSE, sizeof(GstClockTime));
+    out->widths = g_array_new(FALSE, FALSE, sizeof(int));
     out->had_meta = FALSE;
     ck_assert_int_ne(gst_element_set_state(pipe, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
     GstSample *s;
@@ -119,6 +110,7 @@ static void decode(const char *decoder, gboolean meta, gboolean damaged, struct 
         ck_assert(gst_video_info_from_caps(&info, gst_sample_get_caps(s)));
         out->width = GST_VIDEO_INFO_WIDTH(&info);
         out->height = GST_VIDEO_INFO_HEIGHT(&info);
+        g_array_append_val(out->widths, out->width);
         GstBuffer *b = gst_sample_get_buffer(s);
         if (gst_buffer_get_video_meta(b)) out->had_meta = TRUE;
         GstVideoFrame f;
@@ -146,8 +138,17 @@ static void decode(const char *decoder, gboolean meta, gboolean damaged, struct 
     gst_object_unref(pipe);
 }
 
+/* filesrc ! flvdemux ! h264parse ! <decoder> ! appsink, to the end. */
+static void decode(const char *decoder, gboolean meta, gboolean damaged, struct decoded *out)
+{
+    char *head = g_strdup_printf("filesrc location=%s ! flvdemux ! h264parse", flv);
+    decode_from(head, decoder, meta, damaged, out);
+    g_free(head);
+}
+
 static void decoded_clear(struct decoded *d)
 {
+    g_array_unref(d->widths);
     g_array_unref(d->sums);
     g_array_unref(d->pts);
 }
@@ -197,6 +198,55 @@ START_TEST(damaged_packets_do_not_stop_it)
 }
 END_TEST
 
+/* Annex B of the given size and frame count, parameter sets in band. */
+static char *make_h264(const char *size, int frames)
+{
+    char *path = g_strdup_printf("%s/%s.h264", dir, size);
+    char *src = g_strdup_printf("testsrc2=size=%s:rate=25", size),
+         *n = g_strdup_printf("%d", frames);
+    const char *argv[] = {"ffmpeg", "-v",        "error", "-y",   "-f",      "lavfi",   "-i",
+                          src,      "-frames:v", n,       "-c:v", "libx264", "-preset", "veryfast",
+                          "-bf",    "2",         "-f",    "h264", path,      NULL};
+    int st = -1;
+    ck_assert(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL,
+                           &st, NULL));
+    ck_assert_int_eq(st, 0);
+    g_free(src);
+    g_free(n);
+    return path;
+}
+
+START_TEST(a_new_size_mid_stream_keeps_every_frame)
+{
+    char *big = make_h264("320x182", 40), *small = make_h264("160x120", 30);
+    gchar *a, *b;
+    gsize na, nb;
+    ck_assert(g_file_get_contents(big, &a, &na, NULL));
+    ck_assert(g_file_get_contents(small, &b, &nb, NULL));
+    char *both = g_build_filename(dir, "both.h264", NULL);
+    GString *cat = g_string_new_len(a, (gssize)na);
+    g_string_append_len(cat, b, (gssize)nb);
+    ck_assert(g_file_set_contents(both, cat->str, (gssize)cat->len, NULL));
+    char *head = g_strdup_printf("filesrc location=%s ! h264parse ! "
+                                 "video/x-h264,stream-format=byte-stream,alignment=au",
+                                 both);
+    struct decoded d;
+    decode_from(head, "slh264dec", TRUE, FALSE, &d);
+    /* the pictures the first decoder still held came out before the second size began */
+    ck_assert_uint_eq(d.widths->len, 70);
+    for (guint i = 0; i < d.widths->len; i++)
+        ck_assert_int_eq(g_array_index(d.widths, int, i), i < 40 ? 320 : 160);
+    decoded_clear(&d);
+    g_free(head);
+    g_string_free(cat, TRUE);
+    g_free(both);
+    g_free(a);
+    g_free(b);
+    g_free(big);
+    g_free(small);
+}
+END_TEST
+
 static Suite *h264dec_suite(void)
 {
     Suite *s = suite_create("h264dec");
@@ -205,6 +255,7 @@ static Suite *h264dec_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, every_frame_in_order_and_as_avdec_decodes_it);
     tcase_add_test(tc, damaged_packets_do_not_stop_it);
+    tcase_add_test(tc, a_new_size_mid_stream_keeps_every_frame);
     suite_add_tcase(s, tc);
     return s;
 }
