@@ -94,10 +94,9 @@ enum route_result router_match(const router *r, const char *method, const char *
     gboolean path_known = FALSE;
     for (guint i = 0; i < r->routes->len; i++) {
         const struct route *rt = r->routes->pdata[i];
-        if (!route_fits(rt, path + 1, NULL)) continue;
+        if (!route_fits(rt, path + 1, caps)) continue; /* caps start over with each route */
         path_known = TRUE;
         if (strcmp(rt->method, method) == 0) {
-            route_fits(rt, path + 1, caps);
             *out = rt;
             return ROUTE_FOUND;
         }
