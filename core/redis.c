@@ -658,11 +658,10 @@ static void connect_direct(sl_redis *r)
     ac->ev.delRead = source_del_read;
     ac->ev.addWrite = source_add_write;
     ac->ev.delWrite = source_del_write;
-    /* libwebsockets on GLib does part of its service (writeable callbacks among them) from an
-     * idle source, and GLib dispatches only the most urgent ready sources: a pub/sub feed with
-     * bytes always waiting would starve every socket's writes at default priority. At lws'
-     * idle level, reading the feed and writing to clients take turns, so the feed is read only
-     * as fast as clients are served. Command replies answer requests and stay at default. */
+    /* The pub/sub feed is read only when no client is ready to be served (its source is below
+     * the one serving every lws connection, core/evloop.c), so it is read only as fast as
+     * clients are served, and a burst on it cannot outrun the writes and fill every member's
+     * queue. Command replies answer requests and stay at default priority. */
     if (r->subs) g_source_set_priority(r->source, G_PRIORITY_DEFAULT_IDLE);
     g_source_attach(r->source, r->ctx);
     redisAsyncSetConnectCallback(ac, on_connect);

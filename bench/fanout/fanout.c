@@ -1,8 +1,9 @@
-/* fanout: load generator for chat fan-out. N subscribers on one room and one open-loop publisher
- * sending R messages/s, each carrying its send time; prints deliveries/s and the delivery latency
- * percentiles. Speaks to silklive (/ws, silklive.v1, join + chat) or to a plain broadcast server
- * (--plain: every text frame sent is relayed to every client), over epoll, one thread.
- * Also holds idle connections for the RSS-per-connection figure (--idle). */
+/* fanout: load generator for chat fan-out. N subscribers on one room and an open-loop publisher
+ * sending R messages/s over P connections (chatters; 4 by default), each carrying its send time;
+ * prints deliveries/s and the delivery latency percentiles. Speaks to silklive (/ws, silklive.v1,
+ * join + chat) or to a plain broadcast server (--plain: every text frame sent is relayed to every
+ * client), over epoll, one thread. Also holds idle connections for the RSS-per-connection figure
+ * (--idle). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,7 +31,7 @@ struct conn {
     uint8_t *buf; /* BUF_MAX */
 };
 
-static int port, plain, nsubs, rate, seconds, idle_mode;
+static int port, plain, nsubs, rate, seconds, idle_mode, npubs = 4;
 static const char *channel = "b1", *token = "";
 static uint64_t hist[HIST_US / HIST_STEP + 1];
 static uint64_t deliveries, sent, ready, last_delivery_us;
@@ -228,10 +229,12 @@ int main(int argc, char **argv)
             channel = argv[i + 1];
         else if (!strcmp(argv[i], "--token"))
             token = argv[i + 1];
+        else if (!strcmp(argv[i], "--publishers"))
+            npubs = atoi(argv[i + 1]);
     }
-    if (port <= 0 || nsubs <= 0) {
-        fprintf(stderr, "usage: fanout --port P --subs N [--rate R --seconds S] [--plain 1] "
-                        "[--idle 1] [--channel C --token T]\n");
+    if (port <= 0 || nsubs <= 0 || npubs <= 0 || npubs > 64) {
+        fprintf(stderr, "usage: fanout --port P --subs N [--rate R --seconds S --publishers P] "
+                        "[--plain 1] [--idle 1] [--channel C --token T]\n");
         return 2;
     }
     int ep = epoll_create1(0);
@@ -243,8 +246,13 @@ int main(int argc, char **argv)
         open_conn(ep, ip, 0);
         if (i % 500 == 499) pump(ep, 0);
     }
-    struct conn *pub = idle_mode ? NULL : open_conn(ep, NULL, 1);
-    uint64_t want = (uint64_t)nsubs + (pub && !plain ? 1 : 0);
+    /* One socket is read a buffer at a time per server turn: the messages of a room come from
+     * many chatters, so the offered rate is spread over several publishing connections. */
+    struct conn *pubs[64];
+    int np = idle_mode ? 0 : npubs;
+    for (int i = 0; i < np; i++)
+        pubs[i] = open_conn(ep, NULL, 1);
+    uint64_t want = (uint64_t)nsubs + (plain ? 0 : (uint64_t)np);
     uint64_t t0 = now_us();
     while (ready < want && now_us() - t0 < 60000000u)
         pump(ep, 100);
@@ -279,7 +287,7 @@ int main(int argc, char **argv)
             char msg[512];
             snprintf(msg, sizeof msg, "{\"type\":\"chat\",\"text\":\"t=%llu %s\"}",
                      (unsigned long long)now_us(), pad);
-            send_text(pub->fd, msg);
+            send_text(pubs[sent % (uint64_t)np]->fd, msg);
             sent++;
         }
         uint64_t exp;
