@@ -17,6 +17,18 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # utime + stime of a process, in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# Wait (at most 120 s) until a process is idle: a server that fell behind in its round is still
+# writing out its backlog after the load generator left, and would share the core with the next
+# round's server.
+wait_idle() {
+  local t0 t1
+  for _ in $(seq 240); do
+    t0=$(cpu_ticks "$1"); sleep 0.5; t1=$(cpu_ticks "$1")
+    ((t1 - t0 <= 2)) && return 0
+  done
+  echo "bench: process $1 still busy after 120 s" >&2
+}
+
 # The commerce benchmarks' set-up: Redis on core 1 (the given redis-server arguments added to a
 # plain one) and silklive --modules commerce on core 0, both stopped at exit; pavilion CL,
 # channel b1 and product p1 (100 fen) seeded. Sets work, RP, HP, RD_PID, SL_PID, SECRET, ADMIN

@@ -59,6 +59,7 @@ sleep 1
 round() {
   local pid=$1; shift
   local t0 c0 line
+  wait_idle "$SL_PID"; wait_idle "$PEER_PID"
   t0=$(date +%s%N); c0=$(cpu_ticks "$pid")
   line=$(taskset -c 1 "$work/fanout" "$@")
   local t1 c1
