@@ -156,11 +156,6 @@ char *sl_http_error_body(const char *code, const char *message)
     return out;
 }
 
-/* Nesting of lws callbacks on the HTTP protocol now running (the loop has one thread). */
-static int in_lws_callback;
-
-static gboolean reply_now(sl_http_req *req);
-
 void sl_http_reply(sl_http_req *req, int status, const char *content_type, GBytes *body,
                    const char *extra_headers)
 {
@@ -175,9 +170,7 @@ void sl_http_reply(sl_http_req *req, int status, const char *content_type, GByte
     req->reply_body = body ? body : g_bytes_new_static("", 0);
     req->extra_headers = g_strdup(extra_headers);
     sl_metric_add(metric_requests(status), 1);
-    if (req->wsi == NULL) return;
-    if (in_lws_callback > 0 || req->close_after || !reply_now(req))
-        lws_callback_on_writable(req->wsi);
+    if (req->wsi) lws_callback_on_writable(req->wsi);
 }
 
 void sl_http_reply_json(sl_http_req *req, int status, json_t *body)
@@ -598,30 +591,6 @@ static int on_writeable(struct http_session *s, struct lws *wsi)
     return 0;
 }
 
-/* A reply that comes on a later loop turn (the handler waited for Redis) is written at once,
- * from outside any lws callback, instead of asking lws for a WRITEABLE callback first: that
- * cost one more loop turn per API call, and one more POLLOUT event for lws to service. (The two
- * epoll_ctl per call stay: lws_http_transaction_completed() arms POLLOUT itself, and lws
- * disarms it on the next turn.) lws_write() buffers what the socket does not take and arms
- * POLLOUT, and the transaction's end waits for that flush, as inside the callback. Replies made
- * inside a callback (lws is in the middle of this connection's service), Connection: close
- * replies (closing is the callback's return value) and the later parts of long bodies keep the
- * WRITEABLE path. FALSE: not written here. */
-static gboolean reply_now(sl_http_req *req)
-{
-    struct lws *wsi = req->wsi;
-    struct http_session *s = lws_wsi_user(wsi);
-    if (s == NULL || s->req != req) return FALSE;
-    /* the transaction's end drops the protocol, which lets go of the session's reference */
-    sl_http_req_ref(req);
-    in_lws_callback++;
-    int rc = on_writeable(s, wsi);
-    in_lws_callback--;
-    if (rc != 0) lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, LWS_TO_KILL_ASYNC);
-    sl_http_req_unref(req);
-    return TRUE;
-}
-
 /* A first line that is not HTTP: lws hands the connection here (FALLBACK_TO_RAW) instead of
  * answering with its own HTML page; the client gets api.md's 400 body, then the close. */
 int http_reject_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
@@ -649,17 +618,7 @@ int http_reject_callback(struct lws *wsi, int reason, void *user, void *in, size
     }
 }
 
-static int http_callback_reason(struct lws *wsi, int reason, void *user, void *in, size_t len);
-
 int http_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
-{
-    in_lws_callback++;
-    int rc = http_callback_reason(wsi, reason, user, in, len);
-    in_lws_callback--;
-    return rc;
-}
-
-static int http_callback_reason(struct lws *wsi, int reason, void *user, void *in, size_t len)
 {
     struct http_session *s = user;
     struct lws_vhost *vh = lws_get_vhost(wsi);
