@@ -445,6 +445,10 @@ static int start_lws(sl_server *srv, GError **err)
     info.options = LWS_SERVER_OPTION_LIBEV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     info.foreign_loops = foreign_loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
+    /* lws' per-thread buffer: the size of each file fragment it sends (HLS segments, pages) and
+     * the cap on each send() of a protocol without tx_packet_size; at the default 4 KiB a 1 MiB
+     * segment took 256 sends, each after a poll() of the socket. */
+    info.pt_serv_buf_size = 65536;
     info.max_http_header_data = 8192;
     info.max_http_header_pool = 256;
     info.timeout_secs = 10;      /* slowloris: a request must complete its headers in time */
