@@ -97,7 +97,8 @@ static gboolean h264dec_set_format(GstVideoDecoder *dec, GstVideoCodecState *sta
     const AVCodec *codec = avcodec_find_decoder(AV_CODEC_ID_H264);
     self->ctx = codec ? avcodec_alloc_context3(codec) : NULL;
     if (self->ctx == NULL) return FALSE;
-    if (state->codec_data != NULL) {
+    /* an empty codec_data is no avcC at all: nothing to copy (and no pointer to copy from) */
+    if (state->codec_data != NULL && gst_buffer_get_size(state->codec_data) > 0) {
         GstMapInfo map;
         if (!gst_buffer_map(state->codec_data, &map, GST_MAP_READ)) return FALSE;
         self->ctx->extradata = av_mallocz(map.size + AV_INPUT_BUFFER_PADDING_SIZE);
