@@ -758,9 +758,12 @@ static int stream_feed(transcode_stream *s, uint8_t type, uint32_t ts_ms, const 
     if (s->remux && s->rebuild && startable) {
         /* switch pipelines (shed or restore a rung) here, where a segment can start: the old
          * one finishes its segments, the new one continues the playlists after a gap */
-        g_ptr_array_add(s->retired, s->remux);
-        remux_finish(s->remux); /* its done() frees it, maybe right now */
+        remux *old = s->remux;
+        /* off s->remux first: a pipeline with nothing in flight calls done() from inside
+         * remux_finish(), which must see a retired pipeline and take it out of s->retired */
         s->remux = NULL;
+        g_ptr_array_add(s->retired, old);
+        remux_finish(old);
     }
     if (s->remux == NULL) {
         if (!startable) return SL_OK;
