@@ -14,9 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define LIVE_LEASE_MS  30000 /* a node that dies leaves its channels live this long at most */
-#define LIVE_RENEW_S   10
-#define DEFAULT_LADDER "720p:2500,480p:1200,360p:700"
+#define LIVE_LEASE_MS      30000 /* a node that dies leaves its channels live this long at most */
+#define LIVE_RENEW_S       10
+#define DEFAULT_LADDER     "720p:2500,480p:1200,360p:700"
+#define PIPELINE_WARMUP_MS 5000
 
 enum { CH_IDLE, CH_LIVE, CH_GRACE, CH_ENDED };
 
@@ -86,8 +87,9 @@ struct transcode_stream {
     int64_t edge_ts_ms, edge_wall_ms; /* the newest frame pushed, and when it arrived */
     /* overload: rungs shed from the top of the ladder, and when to try them again */
     int shed, n_rungs, quiet_s, behind_s, restore_after_s, since_restore_s;
-    gboolean rebuild; /* switch pipelines at the next keyframe */
-    char *failed;     /* owned; why the stream cannot go on (the disk is full), or NULL */
+    int64_t pipeline_ms; /* when the current pipeline started */
+    gboolean rebuild;    /* switch pipelines at the next keyframe */
+    char *failed;        /* owned; why the stream cannot go on (the disk is full), or NULL */
 };
 
 static struct transcode *transcode_of(sl_server *srv)
@@ -549,6 +551,10 @@ static void load_check(transcode_stream *s)
     struct transcode *tc = s->ch->tc;
     int overruns = s->remux ? remux_take_overruns(s->remux) : 0;
     s->since_restore_s++;
+    /* A new pipeline's decoder and encoders start cold (threads, lookahead) and may drop a few
+     * frames before they keep pace: that is not load, and shedding for it cost a rung for the
+     * restore delay (30 s by default) of every broadcast's start. */
+    if (s->remux && sl_now_ms() - s->pipeline_ms < PIPELINE_WARMUP_MS) return;
     /* behind for two seconds running, not a hiccup (a disk flush, a burst of chat) */
     s->behind_s = overruns > 0 ? s->behind_s + 1 : 0;
     if (s->behind_s >= 2 && s->shed < s->n_rungs && !s->rebuild) {
@@ -769,6 +775,7 @@ static int stream_feed(transcode_stream *s, uint8_t type, uint32_t ts_ms, const 
         if (!startable) return SL_OK;
         s->rebuild = FALSE;
         GError *e = NULL;
+        s->pipeline_ms = sl_now_ms();
         if (stream_start_pipeline(s, &e) != SL_OK) {
             g_warning("channel %s: cannot build the pipeline: %s", s->ch->id, e->message);
             g_error_free(e);
