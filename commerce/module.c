@@ -40,8 +40,13 @@ void cm_error(struct cm_ctx *c, int status, const char *code, const char *fmt, .
     va_start(ap, fmt);
     char *msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    sl_http_reply_error(c->req, status, code, "%s", msg);
+    cm_error_msg(c, status, code, msg);
     g_free(msg);
+}
+
+void cm_error_msg(struct cm_ctx *c, int status, const char *code, const char *message)
+{
+    sl_http_reply_error_msg(c->req, status, code, message);
     cm_ctx_done(c);
 }
 
@@ -159,7 +164,17 @@ gboolean cm_body(struct cm_ctx *c)
 
 char *cm_key(const char *fmt, const char *id)
 {
-    return g_strdup_printf(fmt, id);
+    /* Joined by hand: a reservation builds seven keys, and printf's machinery for them was a
+     * larger share of the request than the joining itself. */
+    const char *at = strstr(fmt, "%s");
+    g_assert(at != NULL && memchr(fmt, '%', (size_t)(at - fmt)) == NULL &&
+             strchr(at + 2, '%') == NULL);
+    size_t head = (size_t)(at - fmt), id_len = strlen(id), tail = strlen(at + 2);
+    char *key = g_malloc(head + id_len + tail + 1);
+    memcpy(key, fmt, head);
+    memcpy(key + head, id, id_len);
+    memcpy(key + head + id_len, at + 2, tail + 1);
+    return key;
 }
 
 /* Bytes from the kernel's CSPRNG, fetched 512 at a time: one getrandom() per id was a syscall

@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <string.h>
+#include <time.h>
 
 #define SWEEP_INTERVAL_MS       250
 #define SWEEP_BATCH             "200"
@@ -169,10 +170,10 @@ static int64_t snap_int(redisReply *r, size_t snap_at, int field)
 /* The buyer's spending is counted per calendar year in China (UTC+8). */
 static int china_year(int64_t now_ms)
 {
-    GDateTime *t = g_date_time_new_from_unix_utc((now_ms / 1000) + 8 * 3600);
-    int y = g_date_time_get_year(t);
-    g_date_time_unref(t);
-    return y;
+    time_t t = (time_t)(now_ms / 1000) + 8 * 3600;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    return tm.tm_year + 1900;
 }
 
 /* A reservation id is "<sale id>_<random>"; sale ids have no '_' so the sale is recoverable. */
@@ -263,7 +264,7 @@ static void sale_create(sl_http_req *req, void *user)
     const char *err = NULL;
     c->doc = cm_validate_sale(c->body, sl_now_ms(), &err);
     if (c->doc == NULL) {
-        cm_error(c, 400, "bad_request", "%s", err);
+        cm_error_msg(c, 400, "bad_request", err);
         return;
     }
     cm_cmd(c, sale_parents_loaded, "MGET " KEY_CHAN " " KEY_PRODUCT,
@@ -461,8 +462,8 @@ static void reserved(struct cm_ctx *c, redisReply *r)
     if (r->elements >= 10) after_script(c->cm, c->id, r, 3, FALSE);
     for (size_t i = 0; i < G_N_ELEMENTS(reserve_refusals); i++) {
         if (strcmp(st, reserve_refusals[i].status) == 0) {
-            cm_error(c, reserve_refusals[i].http, reserve_refusals[i].code, "%s",
-                     reserve_refusals[i].message);
+            cm_error_msg(c, reserve_refusals[i].http, reserve_refusals[i].code,
+                         reserve_refusals[i].message);
             return;
         }
     }

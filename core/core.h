@@ -157,6 +157,8 @@ void sl_http_reply_error(sl_http_req *req, int status, const char *code, const c
     G_GNUC_PRINTF(4, 5);
 /* The error body as a JSON string (g_free). */
 char *sl_http_error_body(const char *code, const char *message);
+/* sl_http_reply_error with a message as it is. */
+void sl_http_reply_error_msg(sl_http_req *req, int status, const char *code, const char *message);
 
 /* ---- static files ---- */
 
