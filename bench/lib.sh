@@ -32,7 +32,8 @@ wait_idle() {
 # The commerce benchmarks' set-up: Redis on core 1 (the given redis-server arguments added to a
 # plain one) and silklive --modules commerce on core 0, both stopped at exit; pavilion CL,
 # channel b1 and product p1 (100 fen) seeded. Sets work, RP, HP, RD_PID, SL_PID, SECRET, ADMIN
-# and CONSUL, and defines tok (mint a token) and api (METHOD PATH TOKEN BODY).
+# and CONSUL, and defines tok (mint a token) and api (METHOD PATH TOKEN BODY). SL_BIN picks the
+# binary (build/silklive), SL_WRAP a command to run it under (valgrind ...).
 commerce_bench_up() {
   work=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
   trap commerce_bench_down EXIT
@@ -42,7 +43,8 @@ commerce_bench_up() {
   RD_PID=$!
   until redis-cli -p "$RP" ping >/dev/null 2>&1; do sleep 0.05; done
   SECRET=bench-secret
-  taskset -c 0 build/silklive serve --listen "127.0.0.1:$HP" --data-dir "$work/data" \
+  # shellcheck disable=SC2086 # SL_WRAP is a command line (valgrind and its options)
+  taskset -c 0 ${SL_WRAP:-} "${SL_BIN:-build/silklive}" serve --listen "127.0.0.1:$HP" --data-dir "$work/data" \
     --media-dir "$work/media" --redis "redis://127.0.0.1:$RP" --secret "$SECRET" \
     --modules commerce --log-level warning &
   SL_PID=$!
