@@ -139,7 +139,7 @@ static void pavilion_create(sl_http_req *req, void *user)
     const char *err = NULL;
     c->doc = cm_validate_pavilion(c->body, &err);
     if (c->doc == NULL) {
-        cm_error_msg(c, 400, "bad_request", err);
+        cm_error_static(c, 400, "bad_request", err);
         return;
     }
     json_object_set_new(c->doc, "created_at_ms", json_integer(sl_now_ms()));
@@ -182,7 +182,7 @@ static void product_create(sl_http_req *req, void *user)
     const char *err = NULL;
     c->doc = cm_validate_product(c->body, &err);
     if (c->doc == NULL) {
-        cm_error_msg(c, 400, "bad_request", err);
+        cm_error_static(c, 400, "bad_request", err);
         return;
     }
     json_object_set_new(c->doc, "pavilion", json_string(c->id));
@@ -269,7 +269,7 @@ static void channel_create(sl_http_req *req, void *user)
     const char *err = NULL;
     c->doc = cm_validate_channel(c->body, &err);
     if (c->doc == NULL) {
-        cm_error_msg(c, 400, "bad_request", err);
+        cm_error_static(c, 400, "bad_request", err);
         return;
     }
     /* 240 bits from getrandom: the key is the publisher's only credential */

@@ -79,6 +79,8 @@ void cm_error(struct cm_ctx *c, int status, const char *code, const char *fmt, .
     G_GNUC_PRINTF(4, 5);
 /* cm_error with a message as it is. */
 void cm_error_msg(struct cm_ctx *c, int status, const char *code, const char *message);
+/* cm_error with a code and message that live as long as the program (literals). */
+void cm_error_static(struct cm_ctx *c, int status, const char *code, const char *message);
 /* Authenticate (401 and free on failure). */
 gboolean cm_auth(struct cm_ctx *c);
 /* May the caller act with at least role min for pavilion pav? Else 403 and free. */

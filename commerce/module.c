@@ -50,6 +50,12 @@ void cm_error_msg(struct cm_ctx *c, int status, const char *code, const char *me
     cm_ctx_done(c);
 }
 
+void cm_error_static(struct cm_ctx *c, int status, const char *code, const char *message)
+{
+    sl_http_reply_error_static(c->req, status, code, message);
+    cm_ctx_done(c);
+}
+
 static sl_metric *metric_redis_failures(void)
 {
     static sl_metric *m;

@@ -264,7 +264,7 @@ static void sale_create(sl_http_req *req, void *user)
     const char *err = NULL;
     c->doc = cm_validate_sale(c->body, sl_now_ms(), &err);
     if (c->doc == NULL) {
-        cm_error_msg(c, 400, "bad_request", err);
+        cm_error_static(c, 400, "bad_request", err);
         return;
     }
     cm_cmd(c, sale_parents_loaded, "MGET " KEY_CHAN " " KEY_PRODUCT,
@@ -462,8 +462,8 @@ static void reserved(struct cm_ctx *c, redisReply *r)
     if (r->elements >= 10) after_script(c->cm, c->id, r, 3, FALSE);
     for (size_t i = 0; i < G_N_ELEMENTS(reserve_refusals); i++) {
         if (strcmp(st, reserve_refusals[i].status) == 0) {
-            cm_error_msg(c, reserve_refusals[i].http, reserve_refusals[i].code,
-                         reserve_refusals[i].message);
+            cm_error_static(c, reserve_refusals[i].http, reserve_refusals[i].code,
+                            reserve_refusals[i].message);
             return;
         }
     }

@@ -159,6 +159,10 @@ void sl_http_reply_error(sl_http_req *req, int status, const char *code, const c
 char *sl_http_error_body(const char *code, const char *message);
 /* sl_http_reply_error with a message as it is. */
 void sl_http_reply_error_msg(sl_http_req *req, int status, const char *code, const char *message);
+/* The same for a code and message that live as long as the program (literals): each body is
+ * built once and shared. */
+void sl_http_reply_error_static(sl_http_req *req, int status, const char *code,
+                                const char *message);
 
 /* ---- static files ---- */
 
