@@ -708,12 +708,61 @@ static void pending_abort(struct pending *p)
     g_free(p);
 }
 
+/* Decimal digits of n into out (no NUL); their count. */
+static size_t resp_uint(char *out, size_t n)
+{
+    char tmp[24];
+    size_t k = 0;
+    do {
+        tmp[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    for (size_t i = 0; i < k; i++)
+        out[i] = tmp[k - 1 - i];
+    return k;
+}
+
+/* A command as RESP ("*argc", then "$len" and the bytes of each argument): in stack when it
+ * fits, else in a new buffer (g_free when it is not stack). hiredis' redisFormatSdsCommandArgv
+ * does the same through sdscatfmt per argument: for a sale script's 16 arguments that was 6 %
+ * of silklive's instructions per reservation. */
+static char *resp_format(int argc, const char **argv, const size_t *lens, char *stack,
+                         size_t stack_size, size_t *len_out)
+{
+    size_t total = 1 + 20 + 2;
+    for (int i = 0; i < argc; i++)
+        total += 1 + 20 + 2 + (lens ? lens[i] : strlen(argv[i])) + 2;
+    char *buf = total <= stack_size ? stack : g_malloc(total), *w = buf;
+    *w++ = '*';
+    w += resp_uint(w, (size_t)argc);
+    *w++ = '\r';
+    *w++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        size_t n = lens ? lens[i] : strlen(argv[i]);
+        *w++ = '$';
+        w += resp_uint(w, n);
+        *w++ = '\r';
+        *w++ = '\n';
+        memcpy(w, argv[i], n);
+        w += n;
+        *w++ = '\r';
+        *w++ = '\n';
+    }
+    *len_out = (size_t)(w - buf);
+    return buf;
+}
+
 int sl_redis_command_argv(sl_redis *r, sl_redis_cb cb, void *user, int argc, const char **argv,
                           const size_t *lens)
 {
     if (r == NULL || r->closing || !r->connected || r->ac == NULL) return SL_ERR;
     struct pending *p = pending_new(r, cb, user);
-    if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
+    char stack[2048];
+    size_t len;
+    char *cmd = resp_format(argc, argv, lens, stack, sizeof stack, &len);
+    int rc = redisAsyncFormattedCommand(r->ac, on_reply, p, cmd, len);
+    if (cmd != stack) g_free(cmd);
+    if (rc != REDIS_OK) {
         pending_abort(p);
         return SL_ERR;
     }
