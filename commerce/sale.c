@@ -499,17 +499,18 @@ static void reservation_create(sl_http_req *req, void *user)
     struct commerce *cm = c->cm;
     int64_t now = sl_now_ms();
     char *rid_suffix = cm_random_id("", 16);
-    char *rid = g_strdup_printf("%s_%s", c->id, rid_suffix);
+    char *rid = g_strconcat(c->id, "_", rid_suffix, NULL);
     char *inv = cm_key(KEY_SALE_INV, c->id), *res = cm_key(KEY_SALE_RES, c->id),
          *exp = cm_key(KEY_SALE_EXP, c->id);
     char *userh = cm_key(KEY_SALE_USER, c->id);
     char *idem = g_strdup_printf(KEY_SALE_IDEM, c->id, c->who.sub, key);
     char *spent = g_strdup_printf(KEY_BUYER_SPENT, c->who.sub, china_year(now));
-    char now_s[24], qty_s[24], annual[24], per_order[24];
-    g_snprintf(now_s, sizeof now_s, "%lld", (long long)now);
-    g_snprintf(qty_s, sizeof qty_s, "%lld", (long long)json_integer_value(qty));
-    g_snprintf(annual, sizeof annual, "%lld", (long long)cm->quota_annual_fen);
-    g_snprintf(per_order, sizeof per_order, "%lld", (long long)cm->quota_order_fen);
+    char now_s[SL_INT_TEXT_MAX], qty_s[SL_INT_TEXT_MAX], annual[SL_INT_TEXT_MAX],
+        per_order[SL_INT_TEXT_MAX];
+    sl_int_text(now, now_s);
+    sl_int_text(json_integer_value(qty), qty_s);
+    sl_int_text(cm->quota_annual_fen, annual);
+    sl_int_text(cm->quota_order_fen, per_order);
     const char *argv[] = {inv,
                           res,
                           exp,

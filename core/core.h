@@ -26,6 +26,10 @@ enum { SL_OK = 0, SL_ERR = -1, SL_AGAIN = -2, SL_EPROTO = -3, SL_ENOMEM = -4, SL
 gboolean sl_id_valid(const char *s, size_t len);
 /* Unix time in milliseconds (wall clock). */
 int64_t sl_now_ms(void);
+/* v in decimal and a NUL into out (SL_INT_TEXT_MAX bytes suffice); the digits' count. For the
+ * per-request paths where printf's machinery cost more than the rest of building a command. */
+#define SL_INT_TEXT_MAX 21
+size_t sl_int_text(int64_t v, char *out);
 
 /* ---- config ---- */
 

@@ -708,20 +708,6 @@ static void pending_abort(struct pending *p)
     g_free(p);
 }
 
-/* Decimal digits of n into out (no NUL); their count. */
-static size_t resp_uint(char *out, size_t n)
-{
-    char tmp[24];
-    size_t k = 0;
-    do {
-        tmp[k++] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n > 0);
-    for (size_t i = 0; i < k; i++)
-        out[i] = tmp[k - 1 - i];
-    return k;
-}
-
 /* A command as RESP ("*argc", then "$len" and the bytes of each argument): in stack when it
  * fits, else in a new buffer (g_free when it is not stack). hiredis' redisFormatSdsCommandArgv
  * does the same through sdscatfmt per argument: for a sale script's 16 arguments that was 6 %
@@ -729,18 +715,18 @@ static size_t resp_uint(char *out, size_t n)
 static char *resp_format(int argc, const char **argv, const size_t *lens, char *stack,
                          size_t stack_size, size_t *len_out)
 {
-    size_t total = 1 + 20 + 2;
+    size_t total = 1 + SL_INT_TEXT_MAX + 2;
     for (int i = 0; i < argc; i++)
-        total += 1 + 20 + 2 + (lens ? lens[i] : strlen(argv[i])) + 2;
+        total += 1 + SL_INT_TEXT_MAX + 2 + (lens ? lens[i] : strlen(argv[i])) + 2;
     char *buf = total <= stack_size ? stack : g_malloc(total), *w = buf;
     *w++ = '*';
-    w += resp_uint(w, (size_t)argc);
+    w += sl_int_text(argc, w);
     *w++ = '\r';
     *w++ = '\n';
     for (int i = 0; i < argc; i++) {
         size_t n = lens ? lens[i] : strlen(argv[i]);
         *w++ = '$';
-        w += resp_uint(w, n);
+        w += sl_int_text((int64_t)n, w);
         *w++ = '\r';
         *w++ = '\n';
         memcpy(w, argv[i], n);
@@ -920,7 +906,7 @@ struct eval_call {
     const char **args; /* in this block, or static */
     size_t *lens;      /* in this block */
     gboolean retried;
-    char nkeys[16];
+    char nkeys[SL_INT_TEXT_MAX];
     /* then args[argc], lens[argc] and the keys' and arguments' bytes: one allocation per call */
 };
 
@@ -966,7 +952,7 @@ int sl_redis_eval(sl_redis *r, const sl_script *s, sl_redis_cb cb, void *user, i
     c->args = (const char **)(c + 1);
     c->lens = (size_t *)(c->args + total);
     char *at = (char *)(c->lens + total);
-    g_snprintf(c->nkeys, sizeof c->nkeys, "%d", nkeys);
+    sl_int_text(nkeys, c->nkeys);
     c->args[0] = "EVALSHA";
     c->args[1] = s->sha;
     c->args[2] = c->nkeys;

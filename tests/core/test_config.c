@@ -204,6 +204,21 @@ START_TEST(ids)
 }
 END_TEST
 
+/* sl_int_text against printf, at the edges and around powers of ten */
+START_TEST(integers_as_text)
+{
+    const int64_t values[] = {
+        0, 1, -1, 9, 10, -10, 99, 100, 4294967296LL, 1796240030173LL, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < G_N_ELEMENTS(values); i++) {
+        char got[SL_INT_TEXT_MAX], want[32];
+        size_t n = sl_int_text(values[i], got);
+        g_snprintf(want, sizeof want, "%" G_GINT64_FORMAT, values[i]);
+        ck_assert_str_eq(got, want);
+        ck_assert_uint_eq(n, strlen(want));
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -217,6 +232,7 @@ int main(void)
     tcase_add_test(tc, secret_generated_once_and_private);
     tcase_add_test(tc, redis_urls);
     tcase_add_test(tc, ids);
+    tcase_add_test(tc, integers_as_text);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
