@@ -50,20 +50,40 @@ struct sl_http_req {
 static sl_http_req *req_spares[REQ_SPARES_MAX];
 static guint n_req_spares;
 
+/* A spare is poisoned under AddressSanitizer, so a use after release is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define REQ_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REQ_ASAN 1
+#endif
+#endif
+#ifdef REQ_ASAN
+#include <sanitizer/asan_interface.h>
+#define REQ_POISON(p)   ASAN_POISON_MEMORY_REGION((p), sizeof *(p))
+#define REQ_UNPOISON(p) ASAN_UNPOISON_MEMORY_REGION((p), sizeof *(p))
+#else
+#define REQ_POISON(p)   ((void)(p))
+#define REQ_UNPOISON(p) ((void)(p))
+#endif
+
 static sl_http_req *req_alloc(void)
 {
     if (n_req_spares == 0) return g_new0(sl_http_req, 1);
     sl_http_req *req = req_spares[--n_req_spares];
+    REQ_UNPOISON(req);
     memset(req, 0, sizeof *req);
     return req;
 }
 
 static void req_release(sl_http_req *req)
 {
-    if (n_req_spares < REQ_SPARES_MAX)
-        req_spares[n_req_spares++] = req;
-    else
+    if (n_req_spares == REQ_SPARES_MAX) {
         g_free(req);
+        return;
+    }
+    REQ_POISON(req);
+    req_spares[n_req_spares++] = req;
 }
 
 struct http_session {
