@@ -91,15 +91,20 @@ enum route_result router_match(const router *r, const char *method, const char *
 {
     *out = NULL;
     if (path == NULL || path[0] != '/') return ROUTE_NOT_FOUND;
-    gboolean path_known = FALSE;
+    /* The method first: walking the path against every route was 4 % of a reservation. */
     for (guint i = 0; i < r->routes->len; i++) {
         const struct route *rt = r->routes->pdata[i];
-        if (!route_fits(rt, path + 1, caps)) continue; /* caps start over with each route */
-        path_known = TRUE;
-        if (strcmp(rt->method, method) == 0) {
+        if (strcmp(rt->method, method) == 0 && route_fits(rt, path + 1, caps)) {
             *out = rt;
             return ROUTE_FOUND;
         }
+    }
+    /* Not found: is the path known under other methods (405 and its Allow) or not at all? */
+    gboolean path_known = FALSE;
+    for (guint i = 0; i < r->routes->len; i++) {
+        const struct route *rt = r->routes->pdata[i];
+        if (!route_fits(rt, path + 1, NULL)) continue;
+        path_known = TRUE;
         if (allow && !strstr(allow->str, rt->method)) {
             if (allow->len) g_string_append(allow, ", ");
             g_string_append(allow, rt->method);
