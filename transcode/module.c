@@ -88,8 +88,14 @@ struct transcode_stream {
     /* overload: rungs shed from the top of the ladder, and when to try them again */
     int shed, n_rungs, quiet_s, behind_s, restore_after_s, since_restore_s;
     int64_t pipeline_ms; /* when the current pipeline started */
-    gboolean rebuild;    /* switch pipelines at the next keyframe */
-    char *failed;        /* owned; why the stream cannot go on (the disk is full), or NULL */
+    /* Pipelines still writing (the current and the retired) by generation, oldest = lowest: a
+     * retired pipeline's last segments can come after the next one's first (its encoders still
+     * flushing), so segments of a newer pipeline wait in held until the older ones are done. */
+    GHashTable *gen_of; /* remux* -> GUINT_TO_POINTER(generation) */
+    GPtrArray *held;    /* struct held_segment*, owned */
+    guint64 arrivals;
+    gboolean rebuild; /* switch pipelines at the next keyframe */
+    char *failed;     /* owned; why the stream cannot go on (the disk is full), or NULL */
 };
 
 static struct transcode *transcode_of(sl_server *srv)
@@ -340,9 +346,27 @@ static void early_tag_free(gpointer p)
     g_free(t);
 }
 
+struct held_segment {
+    guint gen;
+    guint64 arrival;
+    struct remux_segment seg; /* location owned */
+    struct remux_output_info info;
+};
+
+static void held_segment_free(gpointer p)
+{
+    struct held_segment *h = p;
+    g_free(h->seg.location);
+    g_free(h);
+}
+
 static void stream_free(transcode_stream *s)
 {
     g_queue_clear_full(&s->early, early_tag_free);
+    for (guint i = 0; i < s->held->len; i++) /* never listed: nobody will ask for them */
+        g_unlink(((struct held_segment *)s->held->pdata[i])->seg.location);
+    g_ptr_array_unref(s->held);
+    g_hash_table_unref(s->gen_of);
     remux_free(s->remux);
     for (guint i = 0; i < s->retired->len; i++)
         remux_free(s->retired->pdata[i]);
@@ -411,17 +435,13 @@ static gboolean ready_to_list(struct hls_channel *ch)
     return source->playlist.segments.length > 0;
 }
 
-static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
+/* List a complete segment in its rendition's playlist (and the master, once ready). */
+static void list_segment(transcode_stream *s, const struct remux_segment *seg,
+                         const struct remux_output_info *info_in)
 {
-    transcode_stream *s = user;
     struct hls_channel *ch = s->ch;
+    struct remux_output_info info = *info_in;
     double duration = (double)(seg->end_ns - seg->start_ns) / 1e9;
-    if (duration <= 0) {
-        g_unlink(seg->location); /* nothing playable in it */
-        return;
-    }
-    struct remux_output_info info;
-    remux_output_info(rx, seg->output, &info);
     struct rendition *r = rendition_get(ch, info.name);
     int64_t pdt = s->wall0_ms + seg->media_start_ms;
     char *uri = g_path_get_basename(seg->location);
@@ -461,9 +481,69 @@ static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
     }
 }
 
+/* The generation of the oldest pipeline still writing; 0 when none is. */
+static guint oldest_gen(transcode_stream *s)
+{
+    guint oldest = 0;
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, s->gen_of);
+    while (g_hash_table_iter_next(&it, NULL, &value))
+        if (oldest == 0 || GPOINTER_TO_UINT(value) < oldest) oldest = GPOINTER_TO_UINT(value);
+    return oldest;
+}
+
+static gint held_order(gconstpointer a, gconstpointer b)
+{
+    const struct held_segment *x = *(struct held_segment *const *)a;
+    const struct held_segment *y = *(struct held_segment *const *)b;
+    if (x->gen != y->gen) return x->gen < y->gen ? -1 : 1;
+    return x->arrival < y->arrival ? -1 : x->arrival > y->arrival;
+}
+
+/* List the held segments no older pipeline can precede any more, pipeline by pipeline. */
+static void release_held(transcode_stream *s)
+{
+    if (s->held->len == 0) return;
+    g_ptr_array_sort(s->held, held_order);
+    guint oldest = oldest_gen(s), n = 0;
+    while (n < s->held->len) {
+        struct held_segment *h = s->held->pdata[n];
+        if (oldest != 0 && h->gen > oldest) break;
+        list_segment(s, &h->seg, &h->info);
+        n++;
+    }
+    g_ptr_array_remove_range(s->held, 0, n);
+}
+
+static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
+{
+    transcode_stream *s = user;
+    if (seg->end_ns <= seg->start_ns) {
+        g_unlink(seg->location); /* nothing playable in it */
+        return;
+    }
+    struct remux_output_info info;
+    remux_output_info(rx, seg->output, &info);
+    guint gen = GPOINTER_TO_UINT(g_hash_table_lookup(s->gen_of, rx));
+    if (gen == oldest_gen(s)) {
+        list_segment(s, seg, &info);
+        return;
+    }
+    struct held_segment *h = g_new0(struct held_segment, 1);
+    h->gen = gen;
+    h->arrival = s->arrivals++;
+    h->seg = *seg;
+    h->seg.location = g_strdup(seg->location);
+    h->info = info;
+    g_ptr_array_add(s->held, h);
+}
+
 static void on_done(remux *rx, const char *error, void *user)
 {
     transcode_stream *s = user;
+    g_hash_table_remove(s->gen_of, rx);
+    release_held(s);
     if (rx != s->remux) { /* a pipeline retired by a switch has written its last segments */
         g_ptr_array_remove_fast(s->retired, rx);
         remux_free(rx);
@@ -523,6 +603,7 @@ static int stream_start_pipeline(transcode_stream *s, GError **err)
                                .poster_interval_ns = tc->poster_s * GST_SECOND};
     s->remux = remux_new(&cfg, &remux_events, s, err);
     if (s->remux == NULL) return SL_ERR;
+    g_hash_table_insert(s->gen_of, s->remux, GUINT_TO_POINTER(s->rebuilds));
     for (guint i = 0; i < ch->rends->len; i++)
         ((struct rendition *)ch->rends->pdata[i])->current = i == 0;
     for (int i = skip; i < n; i++)
@@ -664,6 +745,8 @@ transcode_stream *transcode_stream_open(sl_server *srv, const char *channel, GEr
     s->wall0_ms = sl_now_ms();
     s->last_key_ms = -1;
     s->retired = g_ptr_array_new();
+    s->gen_of = g_hash_table_new(NULL, NULL);
+    s->held = g_ptr_array_new_with_free_func(held_segment_free);
     s->restore_after_s = (int)tc->restore_s;
     s->since_restore_s = 1 << 20;
     if (ch->state == CH_GRACE) { /* a reconnect: same playlists, after a discontinuity */
