@@ -88,12 +88,17 @@ static void start_overloaded(void)
 
 /* ---- tools ---- */
 
-static GPid ffmpeg_publish(const char *key, const char *size, int seconds)
+static GPid ffmpeg_publish_fps(const char *key, const char *size, int fps, int seconds)
 {
     char *url = g_strdup_printf("rtmp://127.0.0.1:%d/live/%s", rtmp_port, key);
-    GPid pid = harness_ffmpeg_publish(url, size, 30, 30 * GOP_S, "ultrafast", seconds);
+    GPid pid = harness_ffmpeg_publish(url, size, fps, fps * GOP_S, "ultrafast", seconds);
     g_free(url);
     return pid;
+}
+
+static GPid ffmpeg_publish(const char *key, const char *size, int seconds)
+{
+    return ffmpeg_publish_fps(key, size, 30, seconds);
 }
 
 static void reap(GPid pid)
@@ -211,16 +216,19 @@ static gboolean contains(GPtrArray *a, const char *s)
 /* Every rung: listed in the master with all its attributes, cut at the same instants as the
  * source, of its own size, decoding cleanly. */
 static void check_ladder(const char *channel, const char *const *rungs, const char *const *sizes,
-                         int n)
+                         int n, int fps)
 {
     char *path = g_strdup_printf("/hls/%s/master.m3u8", channel);
     char *master = wait_text(path, "#EXT-X-STREAM-INF", n + 1, 30);
     ck_assert_msg(master != NULL, "the master playlist does not list %d renditions", n + 1);
     ck_assert_int_eq(count(master, "#EXT-X-STREAM-INF"), n + 1);
-    static const char *const attrs[] = {"INF:BANDWIDTH=", ",AVERAGE-BANDWIDTH=", "RESOLUTION=",
-                                        "CODECS=\"avc1.", "FRAME-RATE=30.000"};
+    static const char *const attrs[] = {
+        "INF:BANDWIDTH=", ",AVERAGE-BANDWIDTH=", "RESOLUTION=", "CODECS=\"avc1."};
     for (size_t i = 0; i < G_N_ELEMENTS(attrs); i++)
         ck_assert_msg(count(master, attrs[i]) == n + 1, "%s missing in\n%s", attrs[i], master);
+    char *rate = g_strdup_printf("FRAME-RATE=%d.000", fps);
+    ck_assert_msg(count(master, rate) == n + 1, "%s missing in\n%s", rate, master);
+    g_free(rate);
     g_free(path);
     /* let every rung list a few segments, then compare with the source */
     path = g_strdup_printf("/hls/%s/source/index.m3u8", channel);
@@ -298,7 +306,7 @@ START_TEST(ladder_720p_poster_highlight_and_recording)
     GPid pid = ffmpeg_publish(key, "1280x720", 22);
     const char *rungs[] = {"720p", "480p", "360p"};
     const char *sizes[] = {"1280x720", "854x480", "640x360"};
-    check_ladder("ch1", rungs, sizes, 3);
+    check_ladder("ch1", rungs, sizes, 3, 30);
 
     /* the poster: a JPEG of the source's size */
     char *poster = media("ch1", "poster.jpg");
@@ -392,13 +400,14 @@ START_TEST(ladder_720p_poster_highlight_and_recording)
 }
 END_TEST
 
-/* A new channel of the pavilion publishes a source of `size`; its ladder is the given rungs. */
-static void publish_and_check(const char *pav, const char *channel, const char *size,
+/* A new channel of the pavilion publishes a source of `size` at fps; its ladder is the given
+ * rungs. */
+static void publish_and_check(const char *pav, const char *channel, const char *size, int fps,
                               const char *const *rungs, const char *const *sizes, int n)
 {
     char *key = create_channel(pav, channel);
-    GPid pid = ffmpeg_publish(key, size, 14);
-    check_ladder(channel, rungs, sizes, n);
+    GPid pid = ffmpeg_publish_fps(key, size, fps, 14);
+    check_ladder(channel, rungs, sizes, n, fps);
     reap(pid);
     g_free(key);
 }
@@ -407,7 +416,9 @@ START_TEST(ladder_1080p)
 {
     const char *rungs[] = {"720p", "480p", "360p"};
     const char *sizes[] = {"1280x720", "854x480", "640x360"};
-    publish_and_check("CL", "ch1", "1920x1080", rungs, sizes, 3);
+    /* at 15 fps: three 1080p rungs at 30 fps plus the publisher's own encoder overran two
+     * cores under ASan on a slow day, and the ladder rightly shed a rung */
+    publish_and_check("CL", "ch1", "1920x1080", 15, rungs, sizes, 3);
     char *master = get_text("/hls/ch1/master.m3u8");
     ck_assert_ptr_nonnull(strstr(master, "RESOLUTION=1920x1080"));
     g_free(master);
@@ -418,7 +429,7 @@ START_TEST(a_pavilion_has_its_own_ladder)
 {
     const char *rungs[] = {"240p"};
     const char *sizes[] = {"426x240"};
-    publish_and_check("PE", "ch2", "640x360", rungs, sizes, 1);
+    publish_and_check("PE", "ch2", "640x360", 30, rungs, sizes, 1);
 }
 END_TEST
 
@@ -428,7 +439,7 @@ START_TEST(a_portrait_source_keeps_its_orientation)
 {
     const char *rungs[] = {"240p"};
     const char *sizes[] = {"240x426"};
-    publish_and_check("PE", "ch3", "360x640", rungs, sizes, 1);
+    publish_and_check("PE", "ch3", "360x640", 30, rungs, sizes, 1);
 }
 END_TEST
 
