@@ -33,7 +33,7 @@ struct transcode {
      * make each turn of the loop, that is each frame received, walk them all. */
     guint tick_timer;
     sl_metric *m_live, *m_segments, *m_dropped, *m_unsupported, *m_failed, *m_shed, *m_restored,
-        *m_write_failed;
+        *m_write_failed, *m_late;
 };
 
 /* One rendition of a channel: its directory, its live playlist and what the master says of it. */
@@ -42,6 +42,7 @@ struct rendition {
     char *dir; /* owned; <media>/<channel>/<name> */
     struct hls_playlist playlist;
     char last_prefix[32]; /* pipeline of the last listed segment: a new one is a discontinuity */
+    guint last_gen;       /* generation of that pipeline */
     int width, height, fps_n, fps_d;
     char *codecs;       /* owned */
     int64_t peak_bps;   /* BANDWIDTH */
@@ -58,6 +59,7 @@ struct hls_channel {
     GPtrArray *rends;         /* struct rendition* (owned); [0] is the source */
     transcode_stream *stream; /* the publishing stream, or NULL */
     GPtrArray *draining;      /* closed streams whose last segments are being written */
+    guint gens;               /* pipelines built for the channel so far, each's generation */
     int64_t started_at_ms;
     gboolean listed; /* this session's first segment is out: the channel is live */
     guint grace_timer, retention_timer;
@@ -88,14 +90,9 @@ struct transcode_stream {
     /* overload: rungs shed from the top of the ladder, and when to try them again */
     int shed, n_rungs, quiet_s, behind_s, restore_after_s, since_restore_s;
     int64_t pipeline_ms; /* when the current pipeline started */
-    /* Pipelines still writing (the current and the retired) by generation, oldest = lowest: a
-     * retired pipeline's last segments can come after the next one's first (its encoders still
-     * flushing), so segments of a newer pipeline wait in held until the older ones are done. */
-    GHashTable *gen_of; /* remux* -> GUINT_TO_POINTER(generation) */
-    GPtrArray *held;    /* struct held_segment*, owned */
-    guint64 arrivals;
-    gboolean rebuild; /* switch pipelines at the next keyframe */
-    char *failed;     /* owned; why the stream cannot go on (the disk is full), or NULL */
+    GHashTable *gen_of;  /* pipelines still writing -> GUINT_TO_POINTER(generation) */
+    gboolean rebuild;    /* switch pipelines at the next keyframe */
+    char *failed;        /* owned; why the stream cannot go on (the disk is full), or NULL */
 };
 
 static struct transcode *transcode_of(sl_server *srv)
@@ -346,26 +343,9 @@ static void early_tag_free(gpointer p)
     g_free(t);
 }
 
-struct held_segment {
-    guint gen;
-    guint64 arrival;
-    struct remux_segment seg; /* location owned */
-    struct remux_output_info info;
-};
-
-static void held_segment_free(gpointer p)
-{
-    struct held_segment *h = p;
-    g_free(h->seg.location);
-    g_free(h);
-}
-
 static void stream_free(transcode_stream *s)
 {
     g_queue_clear_full(&s->early, early_tag_free);
-    for (guint i = 0; i < s->held->len; i++) /* never listed: nobody will ask for them */
-        g_unlink(((struct held_segment *)s->held->pdata[i])->seg.location);
-    g_ptr_array_unref(s->held);
     g_hash_table_unref(s->gen_of);
     remux_free(s->remux);
     for (guint i = 0; i < s->retired->len; i++)
@@ -481,41 +461,6 @@ static void list_segment(transcode_stream *s, const struct remux_segment *seg,
     }
 }
 
-/* The generation of the oldest pipeline still writing; 0 when none is. */
-static guint oldest_gen(transcode_stream *s)
-{
-    guint oldest = 0;
-    GHashTableIter it;
-    gpointer value;
-    g_hash_table_iter_init(&it, s->gen_of);
-    while (g_hash_table_iter_next(&it, NULL, &value))
-        if (oldest == 0 || GPOINTER_TO_UINT(value) < oldest) oldest = GPOINTER_TO_UINT(value);
-    return oldest;
-}
-
-static gint held_order(gconstpointer a, gconstpointer b)
-{
-    const struct held_segment *x = *(struct held_segment *const *)a;
-    const struct held_segment *y = *(struct held_segment *const *)b;
-    if (x->gen != y->gen) return x->gen < y->gen ? -1 : 1;
-    return x->arrival < y->arrival ? -1 : x->arrival > y->arrival;
-}
-
-/* List the held segments no older pipeline can precede any more, pipeline by pipeline. */
-static void release_held(transcode_stream *s)
-{
-    if (s->held->len == 0) return;
-    g_ptr_array_sort(s->held, held_order);
-    guint oldest = oldest_gen(s), n = 0;
-    while (n < s->held->len) {
-        struct held_segment *h = s->held->pdata[n];
-        if (oldest != 0 && h->gen > oldest) break;
-        list_segment(s, &h->seg, &h->info);
-        n++;
-    }
-    g_ptr_array_remove_range(s->held, 0, n);
-}
-
 static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
 {
     transcode_stream *s = user;
@@ -525,25 +470,26 @@ static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
     }
     struct remux_output_info info;
     remux_output_info(rx, seg->output, &info);
+    /* A retired pipeline still flushing its encoders can finish its last segment after the next
+     * pipeline's first is listed: appended then, it would put the playlist out of time order
+     * (PROGRAM-DATE-TIME going back). It is dropped: the switch is a discontinuity anyway, and
+     * holding the new pipeline's segments until the old one is done stalled every rendition
+     * for as long as an overloaded encoder took to flush. */
     guint gen = GPOINTER_TO_UINT(g_hash_table_lookup(s->gen_of, rx));
-    if (gen == oldest_gen(s)) {
-        list_segment(s, seg, &info);
+    struct rendition *r = rendition_get(s->ch, info.name);
+    if (gen < r->last_gen) {
+        g_unlink(seg->location);
+        sl_metric_add(s->ch->tc->m_late, 1);
         return;
     }
-    struct held_segment *h = g_new0(struct held_segment, 1);
-    h->gen = gen;
-    h->arrival = s->arrivals++;
-    h->seg = *seg;
-    h->seg.location = g_strdup(seg->location);
-    h->info = info;
-    g_ptr_array_add(s->held, h);
+    r->last_gen = gen;
+    list_segment(s, seg, &info);
 }
 
 static void on_done(remux *rx, const char *error, void *user)
 {
     transcode_stream *s = user;
     g_hash_table_remove(s->gen_of, rx);
-    release_held(s);
     if (rx != s->remux) { /* a pipeline retired by a switch has written its last segments */
         g_ptr_array_remove_fast(s->retired, rx);
         remux_free(rx);
@@ -603,7 +549,7 @@ static int stream_start_pipeline(transcode_stream *s, GError **err)
                                .poster_interval_ns = tc->poster_s * GST_SECOND};
     s->remux = remux_new(&cfg, &remux_events, s, err);
     if (s->remux == NULL) return SL_ERR;
-    g_hash_table_insert(s->gen_of, s->remux, GUINT_TO_POINTER(s->rebuilds));
+    g_hash_table_insert(s->gen_of, s->remux, GUINT_TO_POINTER(++ch->gens));
     for (guint i = 0; i < ch->rends->len; i++)
         ((struct rendition *)ch->rends->pdata[i])->current = i == 0;
     for (int i = skip; i < n; i++)
@@ -746,7 +692,6 @@ transcode_stream *transcode_stream_open(sl_server *srv, const char *channel, GEr
     s->last_key_ms = -1;
     s->retired = g_ptr_array_new();
     s->gen_of = g_hash_table_new(NULL, NULL);
-    s->held = g_ptr_array_new_with_free_func(held_segment_free);
     s->restore_after_s = (int)tc->restore_s;
     s->since_restore_s = 1 << 20;
     if (ch->state == CH_GRACE) { /* a reconnect: same playlists, after a discontinuity */
@@ -988,6 +933,10 @@ static int transcode_init(sl_server *srv, GError **err)
                       "Ladder rungs dropped because encoding fell behind real time", NULL, 1);
     tc->m_restored = sl_metric_get("silklive_transcode_rungs_restored_total", SL_METRIC_COUNTER,
                                    "Shed ladder rungs brought back when load allowed", NULL, 1);
+    tc->m_late = sl_metric_get("silklive_transcode_late_segments_total", SL_METRIC_COUNTER,
+                               "Segments a replaced pipeline finished after its successor's first, "
+                               "dropped to keep playlists in time order",
+                               NULL, 1);
     tc->tick_timer = g_timeout_add_seconds(1, transcode_tick, tc);
     sl_server_set_module_data(srv, SL_MODULE_TRANSCODE, tc);
     record_routes(srv);
