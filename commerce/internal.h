@@ -77,8 +77,6 @@ void cm_eval_on(struct cm_ctx *c, sl_redis *redis, cm_step step, const sl_script
 void cm_reply(struct cm_ctx *c, int status, json_t *body);
 void cm_error(struct cm_ctx *c, int status, const char *code, const char *fmt, ...)
     G_GNUC_PRINTF(4, 5);
-/* cm_error with a message as it is. */
-void cm_error_msg(struct cm_ctx *c, int status, const char *code, const char *message);
 /* cm_error with a code and message that live as long as the program (literals). */
 void cm_error_static(struct cm_ctx *c, int status, const char *code, const char *message);
 /* Authenticate (401 and free on failure). */

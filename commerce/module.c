@@ -40,13 +40,8 @@ void cm_error(struct cm_ctx *c, int status, const char *code, const char *fmt, .
     va_start(ap, fmt);
     char *msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    cm_error_msg(c, status, code, msg);
+    sl_http_reply_error_msg(c->req, status, code, msg);
     g_free(msg);
-}
-
-void cm_error_msg(struct cm_ctx *c, int status, const char *code, const char *message)
-{
-    sl_http_reply_error_msg(c->req, status, code, message);
     cm_ctx_done(c);
 }
 

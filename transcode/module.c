@@ -415,14 +415,30 @@ static gboolean ready_to_list(struct hls_channel *ch)
     return source->playlist.segments.length > 0;
 }
 
-/* List a complete segment in its rendition's playlist (and the master, once ready). */
-static void list_segment(transcode_stream *s, const struct remux_segment *seg,
-                         const struct remux_output_info *info_in)
+static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
 {
+    transcode_stream *s = user;
     struct hls_channel *ch = s->ch;
-    struct remux_output_info info = *info_in;
     double duration = (double)(seg->end_ns - seg->start_ns) / 1e9;
+    if (duration <= 0) {
+        g_unlink(seg->location); /* nothing playable in it */
+        return;
+    }
+    struct remux_output_info info;
+    remux_output_info(rx, seg->output, &info);
     struct rendition *r = rendition_get(ch, info.name);
+    /* A retired pipeline still flushing its encoders can finish its last segment after the next
+     * pipeline's first is listed: appended then, it would put the playlist out of time order
+     * (PROGRAM-DATE-TIME going back). It is dropped: the switch is a discontinuity anyway, and
+     * holding the new pipeline's segments until the old one is done stalled every rendition
+     * for as long as an overloaded encoder took to flush. */
+    guint gen = GPOINTER_TO_UINT(g_hash_table_lookup(s->gen_of, rx));
+    if (gen < r->last_gen) {
+        g_unlink(seg->location);
+        sl_metric_add(ch->tc->m_late, 1);
+        return;
+    }
+    r->last_gen = gen;
     int64_t pdt = s->wall0_ms + seg->media_start_ms;
     char *uri = g_path_get_basename(seg->location);
     /* a segment of another pipeline than the last one follows a gap */
@@ -459,31 +475,6 @@ static void list_segment(transcode_stream *s, const struct remux_segment *seg,
         write_master(ch);
         live_store(ch);
     }
-}
-
-static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
-{
-    transcode_stream *s = user;
-    if (seg->end_ns <= seg->start_ns) {
-        g_unlink(seg->location); /* nothing playable in it */
-        return;
-    }
-    struct remux_output_info info;
-    remux_output_info(rx, seg->output, &info);
-    /* A retired pipeline still flushing its encoders can finish its last segment after the next
-     * pipeline's first is listed: appended then, it would put the playlist out of time order
-     * (PROGRAM-DATE-TIME going back). It is dropped: the switch is a discontinuity anyway, and
-     * holding the new pipeline's segments until the old one is done stalled every rendition
-     * for as long as an overloaded encoder took to flush. */
-    guint gen = GPOINTER_TO_UINT(g_hash_table_lookup(s->gen_of, rx));
-    struct rendition *r = rendition_get(s->ch, info.name);
-    if (gen < r->last_gen) {
-        g_unlink(seg->location);
-        sl_metric_add(s->ch->tc->m_late, 1);
-        return;
-    }
-    r->last_gen = gen;
-    list_segment(s, seg, &info);
 }
 
 static void on_done(remux *rx, const char *error, void *user)
