@@ -36,8 +36,17 @@ run_ctest() {
 }
 
 echo "== format (clang-format, .clang-format)"
-mapfile -t sources < <(git ls-files '*.c' '*.h' 2>/dev/null)
-if ((${#sources[@]})) && ! clang-format --dry-run --Werror "${sources[@]}" 2>/tmp/silklive-format.log; then
+# The tracked sources in a git checkout; every C file of the tree otherwise (a tarball, a copy).
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  mapfile -t sources < <(git ls-files '*.c' '*.h')
+else
+  mapfile -t sources < <(find . -name '*.[ch]' -not -path './build*' -not -path '*/node_modules/*' \
+    -not -path './tests/fuzz/corpus/*' | sort)
+fi
+if ((${#sources[@]} == 0)); then
+  failures+=("format: no C sources found to check")
+  failed=$((failed + 1))
+elif ! clang-format --dry-run --Werror "${sources[@]}" 2>/tmp/silklive-format.log; then
   head -20 /tmp/silklive-format.log
   failures+=("format: run clang-format -i on the files above")
   failed=$((failed + 1))
@@ -45,33 +54,50 @@ else
   passed=$((passed + 1))
 fi
 
+# A test dependency must never leak into the product: configure and build it with every
+# test-only package's pkg-config file hidden (Check is the one the build would find), and it
+# must come out whole, without the test suites.
+echo "== the product builds without the test packages"
+pc_hidden=$(mktemp -d)
+IFS=: read -ra pc_dirs <<<"$(pkg-config --variable pc_path pkg-config)"
+for d in "${pc_dirs[@]}"; do
+  for f in "$d"/*.pc; do
+    [[ -e $f ]] || continue
+    name=$(basename "$f" .pc)
+    [[ $name == check ]] && continue
+    [[ -e $pc_hidden/$name.pc ]] || ln -s "$f" "$pc_hidden/$name.pc"
+  done
+done
+if PKG_CONFIG_LIBDIR=$pc_hidden bash deploy/build.sh build-product \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSILKLIVE_TESTS=AUTO &&
+  [[ -x build-product/silklive && ! -e build-product/tests ]]; then
+  passed=$((passed + 1))
+else
+  failures+=("the product does not build without the test packages (above)")
+  failed=$((failed + 1))
+fi
+rm -rf "$pc_hidden"
+
 run_ctest build "tests (RelWithDebInfo)"
 
 echo "== building with AddressSanitizer + UndefinedBehaviorSanitizer"
-if [[ ! -f build-asan/CMakeCache.txt ]]; then
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSILKLIVE_SANITIZE=ON >/dev/null
-fi
-if cmake --build build-asan -j "$jobs" >build-asan.log 2>&1; then
+if bash deploy/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DSILKLIVE_SANITIZE=ON \
+  -DSILKLIVE_TESTS=ON; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0 UBSAN_OPTIONS=print_stacktrace=1 \
     LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
     run_ctest build-asan "tests (ASan+UBSan)"
 else
-  tail -30 build-asan.log
   failures+=("ASan build failed")
   failed=$((failed + 1))
 fi
 
 echo "== fuzz targets (clang libFuzzer, ${SILKLIVE_FUZZ_SECONDS:-20} s each)"
-if [[ ! -f build-fuzz/CMakeCache.txt ]]; then
-  CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSILKLIVE_FUZZ=ON >/dev/null
-fi
-cmake -S . -B build-fuzz -DSL_FUZZ_SECONDS="${SILKLIVE_FUZZ_SECONDS:-20}" >/dev/null
 fuzz_targets=$(grep -ho 'sl_fuzz_target([a-z0-9_]*' tests/fuzz/CMakeLists.txt | sed 's/.*(//')
-# shellcheck disable=SC2086
-if cmake --build build-fuzz -j "$jobs" --target $fuzz_targets >build-fuzz.log 2>&1; then
+if CC=clang SL_BUILD_TARGETS="$fuzz_targets" bash deploy/build.sh build-fuzz \
+  -DCMAKE_BUILD_TYPE=Debug -DSILKLIVE_FUZZ=ON -DSILKLIVE_TESTS=ON \
+  -DSL_FUZZ_SECONDS="${SILKLIVE_FUZZ_SECONDS:-20}"; then
   run_ctest build-fuzz "fuzz" -L fuzz
 else
-  tail -30 build-fuzz.log
   failures+=("fuzz build failed")
   failed=$((failed + 1))
 fi
