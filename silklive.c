@@ -179,7 +179,8 @@ static int cmd_serve(int argc, char **argv)
          "DIR"},
         {"modules", 0, 0, G_OPTION_ARG_STRING, &modules, "ingest,transcode,chat,commerce", "LIST"},
         {"secret", 0, 0, G_OPTION_ARG_STRING, &f.secret, "token signing secret", "S"},
-        {"demo", 0, 0, G_OPTION_ARG_NONE, &demo, "seed a demo pavilion and print how to use it",
+        {"demo", 0, 0, G_OPTION_ARG_NONE, &demo,
+         "seed a demo pavilion whose channel is live with a test pattern; print how to use it",
          NULL},
         {"log-level", 0, 0, G_OPTION_ARG_STRING, &log_level, "error, warning, info or debug",
          "LEVEL"},
@@ -259,6 +260,10 @@ out:
 
 int main(int argc, char **argv)
 {
+    /* Arguments and config values are UTF-8 whatever the locale (systemd services and minimal
+     * machines run under C): GOption converts string arguments from the charset GLib reports,
+     * and GLib takes that from CHARSET before the locale. Invalid UTF-8 is still refused. */
+    g_setenv("CHARSET", "UTF-8", TRUE);
     const char *verb = argc > 1 ? argv[1] : "serve";
     if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0) return cmd_version();
     if (strcmp(verb, "help") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {

@@ -180,6 +180,62 @@ START_TEST(token_verifies_against_server_secret)
 }
 END_TEST
 
+/* Names are UTF-8 whatever the locale: the C locale of a systemd service or a minimal machine
+ * must still mint a token for a Chinese name, and a name that is not UTF-8 is refused. */
+START_TEST(token_name_is_utf8_under_c_locale)
+{
+    g_setenv("LC_ALL", "C", TRUE);
+    const char *args[] = {"token", "--role",     "consul", "--sub",    "li-lei", "--name",
+                          "李雷",  "--pavilion", "CN",     "--secret", "s3",     NULL};
+    char *out, *err;
+    ck_assert_msg(run(args, &out, &err) == 0, "stderr: %s", err);
+    g_strstrip(out);
+    struct sl_claims c;
+    ck_assert_int_eq(sl_token_verify("s3", out, strlen(out), sl_now_ms() / 1000, &c), SL_OK);
+    ck_assert_str_eq(c.name, "李雷");
+    g_free(out);
+    g_free(err);
+    const char *bad[] = {"token",  "--role",   "viewer",   "--sub", "x",
+                         "--name", "\xff\xfe", "--secret", "s3",    NULL};
+    ck_assert_int_eq(run(bad, &out, &err), 2);
+    assert_one_line(err, "");
+    g_free(out);
+    g_free(err);
+    g_unsetenv("LC_ALL");
+}
+END_TEST
+
+/* The data dir is locked only by a node that uses it (embedded Redis, a generated secret):
+ * nodes on a shared Redis with a configured secret start side by side from one directory. */
+START_TEST(data_dir_locked_only_when_used)
+{
+    struct harness_redis r;
+    harness_redis_start(&r, NULL);
+    char url[64];
+    g_snprintf(url, sizeof url, "redis://127.0.0.1:%d", r.port);
+    const char *args[] = {"--redis", url, "--secret", "shared", "--modules", "chat", NULL};
+    struct harness_silklive a, b;
+    ck_assert(harness_silklive_start(&a, args, NULL));
+    const char *args_b[] = {"--redis", url,          "--secret", "shared", "--modules",
+                            "chat",    "--data-dir", a.data_dir, NULL};
+    int status = -1;
+    ck_assert_msg(harness_silklive_start(&b, args_b, &status), "second node exited %d", status);
+    harness_silklive_stop(&b);
+    /* without a secret the node generates one in the data dir, and then it is locked */
+    const char *args_c[] = {"--redis", url, "--modules", "chat", NULL};
+    struct harness_silklive c;
+    ck_assert(harness_silklive_start(&c, args_c, NULL));
+    const char *args_d[] = {"--redis", url, "--modules", "chat", "--data-dir", c.data_dir, NULL};
+    struct harness_silklive d;
+    ck_assert(!harness_silklive_start(&d, args_d, &status));
+    ck_assert_int_eq(status, 1);
+    harness_silklive_stop(&d);
+    harness_silklive_stop(&c);
+    harness_silklive_stop(&a);
+    harness_redis_stop(&r);
+}
+END_TEST
+
 static int count_redis_servers_under(const char *dir)
 {
     char *cmd = g_strdup_printf("pgrep -f -c 'redis-server.*%s'", dir);
@@ -257,6 +313,8 @@ int main(void)
     TCase *tc = tcase_create("cli");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, help_and_version);
+    tcase_add_test(tc, token_name_is_utf8_under_c_locale);
+    tcase_add_test(tc, data_dir_locked_only_when_used);
     tcase_add_loop_test(tc, usage_errors_exit_2, 0, G_N_ELEMENTS(usage_errors));
     tcase_add_test(tc, invalid_config_file_exit_2);
     tcase_add_test(tc, port_in_use_exit_1);
