@@ -375,18 +375,28 @@ static void demo_print(struct demo *d)
     char *consul = demo_token(cfg, SL_ROLE_CONSUL, "demo-consul", "Demo consul (Chile)", "CL");
     char *viewer = demo_token(cfg, SL_ROLE_VIEWER, "demo-viewer", "Demo viewer", "");
     const char *url = d->cm->public_url;
+    gboolean pattern = (cfg->modules & SL_MODULE_INGEST) != 0;
     printf("\nsilklive demo: pavilion CL (Chile), channel cl-wine, 3 products%s\n"
+           "%s"
            "  watch:          %s/c/cl-wine\n"
            "  watch, signed in to chat and buy:\n"
            "                  %s/c/cl-wine#token=%s\n"
            "  consul console: %s/console#token=%s\n"
            "  go live:        ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i "
            "sine=frequency=440 -c:v libx264 -preset veryfast -g 60 -c:a aac -f flv %s/%s\n"
+           "%s"
            "  the API:        %s/api/v1/channels/cl-wine\n"
            "  more tokens:    silklive token --role viewer --sub alice --data-dir %s\n\n",
-           d->sale_id ? ", a flash sale starting in 2 minutes" : "", url, url, viewer, url, consul,
-           d->cm->public_rtmp_url, d->stream_key ? d->stream_key : "<stream key>", url,
-           cfg->data_dir);
+           d->sale_id ? ", a flash sale starting in 2 minutes" : "",
+           pattern
+               ? "  live now:       a test pattern with a clock, from this server's own encoder\n"
+               : "",
+           url, url, viewer, url, consul, d->cm->public_rtmp_url,
+           d->stream_key ? d->stream_key : "<stream key>",
+           pattern ? "                  (your encoder takes over from the test pattern, which "
+                     "comes back when you stop)\n"
+                   : "",
+           url, cfg->data_dir);
     fflush(stdout);
     g_free(consul);
     g_free(viewer);

@@ -220,6 +220,8 @@ void sl_pubsub_subscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, v
 void sl_pubsub_unsubscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user);
 /* The channel on which nodes tell each other about configuration changes (stream keys). */
 #define SL_CONTROL_CHANNEL "silklive:control"
+/* --demo: the channel commerce seeds with products and a sale, and ingest feeds a test pattern */
+#define SL_DEMO_CHANNEL "cl-wine"
 
 /* Redis keys that more than one module reads or writes: commerce owns the catalogue documents
  * and the stream-key map, transcode the live state, chat the viewer counts. */

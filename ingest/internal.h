@@ -164,4 +164,15 @@ void rtmp_session_publish_result(rtmp_session *s, gboolean ok, const char *code,
 gboolean rtmp_session_publishing(const rtmp_session *s);
 const struct rtmp_session_stats *rtmp_session_stats(const rtmp_session *s);
 
+/* ---- the demo's own publisher (demo_source.c) ---- */
+
+/* Asked every few seconds while the source is stopped: TRUE when it may publish again. */
+typedef gboolean (*demo_source_may_start)(void *user);
+struct demo_source;
+/* Publishes a test pattern (clock, ticking tone; H.264 High + AAC in FLV) to rtmp_url whenever
+ * may_start allows, and stops when the connection ends (refused, or taken over). */
+struct demo_source *demo_source_new(const char *rtmp_url, demo_source_may_start may_start,
+                                    void *user);
+void demo_source_free(struct demo_source *d);
+
 #endif

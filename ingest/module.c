@@ -28,6 +28,8 @@ struct ingest {
     guint64 next_conn_id;
     sl_metric *m_conns, *m_publishers, *m_bytes, *m_frames, *m_ts_fixes, *m_dropped;
     sl_metric *m_refused_key, *m_refused_busy, *m_refused_other, *m_protocol_errors;
+    char *demo_key;           /* owned; --demo: the in-memory key of the demo's own publisher */
+    struct demo_source *demo; /* owned */
 };
 
 struct rtmp_conn {
@@ -41,6 +43,7 @@ struct rtmp_conn {
     char *lease;   /* owned; our value in the publisher lease */
     transcode_stream *stream;
     gboolean closing; /* close once the output is sent */
+    gboolean demo;    /* the demo's own test pattern: it gives way to a real encoder */
     struct rtmp_session_stats counted;
     uint8_t *wbuf; /* owned; LWS_PRE + WRITE_CHUNK */
 };
@@ -125,7 +128,8 @@ static void lease_release(struct rtmp_conn *c)
 static void refuse(struct rtmp_conn *c, sl_metric *m, const char *code, const char *why)
 {
     sl_metric_add(m, 1);
-    g_message("rtmp %" G_GUINT64_FORMAT ": publish refused: %s", c->id, why);
+    g_log(G_LOG_DOMAIN, c->demo ? G_LOG_LEVEL_DEBUG : G_LOG_LEVEL_MESSAGE,
+          "rtmp %" G_GUINT64_FORMAT ": publish refused: %s", c->id, why);
     rtmp_session_publish_result(c->session, FALSE, code, why);
     conn_close(c, why);
 }
@@ -175,6 +179,46 @@ static void lease_taken(struct redisReply *r, const char *err, void *user)
     conn_unref(c);
 }
 
+static void stop_publishing(struct rtmp_conn *c);
+
+/* The key named a channel: take its one-publisher lease. The demo's test pattern holding the
+ * channel here gives way to a real encoder; any other publisher makes this one busy. */
+static void claim_channel(struct rtmp_conn *c, const char *channel, size_t len)
+{
+    struct ingest *in = c->in;
+    char *id = g_strndup(channel, len);
+    struct rtmp_conn *holder = g_hash_table_lookup(in->publishing, id);
+    if (holder && holder->demo && !c->demo) {
+        g_message("rtmp %" G_GUINT64_FORMAT ": takes channel %s over from the demo's test pattern",
+                  c->id, id);
+        /* the lease passes over as it is: released and taken anew, a Redis round trip would
+         * leave the channel free for the demo's next try in between */
+        g_free(c->lease);
+        c->lease = g_steal_pointer(&holder->lease);
+        stop_publishing(holder);
+        conn_close(holder, "a real encoder took the channel over");
+        c->channel = id;
+        publish_accept(c);
+        return;
+    }
+    if (holder) {
+        g_free(id);
+        refuse(c, in->m_refused_busy, "NetStream.Publish.BadName",
+               "the channel already has a publisher");
+        return;
+    }
+    c->channel = id;
+    char key[128];
+    lease_key(c, key, sizeof key);
+    if (sl_redis_command(sl_server_redis(in->srv), lease_taken, conn_ref(c), "SET %s %s NX PX %d",
+                         key, c->lease, LEASE_MS) != SL_OK) {
+        conn_unref(c);
+        g_clear_pointer(&c->channel, g_free);
+        refuse(c, in->m_refused_other, "NetStream.Publish.Failed",
+               "service unavailable, try again");
+    }
+}
+
 static void key_looked_up(struct redisReply *r, const char *err, void *user)
 {
     struct rtmp_conn *c = user;
@@ -188,20 +232,8 @@ static void key_looked_up(struct redisReply *r, const char *err, void *user)
                "service unavailable, try again");
     } else if (r->type != REDIS_REPLY_STRING || !sl_id_valid(r->str, r->len)) {
         refuse(c, in->m_refused_key, "NetStream.Publish.BadName", "unknown or revoked stream key");
-    } else if (g_hash_table_contains(in->publishing, r->str)) {
-        refuse(c, in->m_refused_busy, "NetStream.Publish.BadName",
-               "the channel already has a publisher");
     } else {
-        c->channel = g_strndup(r->str, r->len);
-        char key[128];
-        lease_key(c, key, sizeof key);
-        if (sl_redis_command(sl_server_redis(in->srv), lease_taken, conn_ref(c),
-                             "SET %s %s NX PX %d", key, c->lease, LEASE_MS) != SL_OK) {
-            conn_unref(c);
-            g_clear_pointer(&c->channel, g_free);
-            refuse(c, in->m_refused_other, "NetStream.Publish.Failed",
-                   "service unavailable, try again");
-        }
+        claim_channel(c, r->str, r->len);
     }
     conn_unref(c);
 }
@@ -215,6 +247,11 @@ static void on_publish(rtmp_session *s, const char *app, const char *name, void 
         return;
     }
     c->key = g_strdup(name);
+    if (in->demo_key && strcmp(name, in->demo_key) == 0) {
+        c->demo = TRUE;
+        claim_channel(c, SL_DEMO_CHANNEL, strlen(SL_DEMO_CHANNEL));
+        return;
+    }
     if (sl_redis_command(sl_server_redis(in->srv), key_looked_up, conn_ref(c),
                          "GET " SL_KEY_STREAMKEY, name) != SL_OK) {
         conn_unref(c);
@@ -277,6 +314,7 @@ static void key_rechecked(struct redisReply *r, const char *err, void *user)
 
 static void recheck(struct rtmp_conn *c)
 {
+    if (c->demo) return; /* its key lives in this process, not in Redis: nothing to rotate */
     if (sl_redis_command(sl_server_redis(c->in->srv), key_rechecked, conn_ref(c),
                          "GET " SL_KEY_STREAMKEY, c->key) != SL_OK)
         conn_unref(c);
@@ -448,14 +486,40 @@ static int ingest_init(sl_server *srv, GError **err)
     return SL_OK;
 }
 
+static gboolean demo_channel_free(void *user)
+{
+    struct ingest *in = user;
+    return !g_hash_table_contains(in->publishing, SL_DEMO_CHANNEL);
+}
+
+/* --demo: the demo channel is live by itself, fed by a test pattern through this node's own RTMP
+ * port with a key that exists only in this process. */
+static void demo_start(struct ingest *in, const struct sl_config *cfg)
+{
+    const char *host = cfg->rtmp_host;
+    if (strcmp(host, "0.0.0.0") == 0 || *host == '\0') host = "127.0.0.1";
+    if (strcmp(host, "::") == 0) host = "::1";
+    char *raw = g_uuid_string_random();
+    in->demo_key = g_strdup_printf("demo-%s", raw);
+    g_free(raw);
+    char *url = strchr(host, ':')
+                    ? g_strdup_printf("rtmp://[%s]:%d/live/%s", host, cfg->rtmp_port, in->demo_key)
+                    : g_strdup_printf("rtmp://%s:%d/live/%s", host, cfg->rtmp_port, in->demo_key);
+    in->demo = demo_source_new(url, demo_channel_free, in);
+    g_free(url);
+}
+
 static int ingest_start(sl_server *srv, GError **err)
 {
     struct ingest *in = ingest_of(srv);
     const struct sl_config *cfg = sl_server_config(srv);
     sl_pubsub_subscribe(srv, SL_CONTROL_CHANNEL, on_control, in);
     in->lease_timer = g_timeout_add_seconds(LEASE_RENEW_S, leases_renew, in);
-    return sl_server_listen_raw(srv, "RTMP", cfg->rtmp_host, cfg->rtmp_port, rtmp_protocols, in,
-                                err);
+    if (sl_server_listen_raw(srv, "RTMP", cfg->rtmp_host, cfg->rtmp_port, rtmp_protocols, in,
+                             err) != SL_OK)
+        return SL_ERR;
+    if (cfg->demo) demo_start(in, cfg);
+    return SL_OK;
 }
 
 static void ingest_stop(sl_server *srv)
@@ -463,6 +527,7 @@ static void ingest_stop(sl_server *srv)
     struct ingest *in = ingest_of(srv);
     if (in->lease_timer) g_source_remove(in->lease_timer);
     in->lease_timer = 0;
+    g_clear_pointer(&in->demo, demo_source_free);
     GHashTableIter it;
     gpointer key;
     g_hash_table_iter_init(&it, in->conns);
@@ -481,6 +546,8 @@ static void ingest_destroy(sl_server *srv)
     g_hash_table_unref(in->publishing);
     sl_script_free(in->lease_renew);
     sl_script_free(in->lease_release);
+    demo_source_free(in->demo);
+    g_free(in->demo_key);
     g_free(in);
     sl_server_set_module_data(srv, SL_MODULE_INGEST, NULL);
 }

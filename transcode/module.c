@@ -378,9 +378,11 @@ static char *codec_of(const struct remux_output_info *info, const char *fallback
     return g_strdup_printf("avc1.%s%02x", hex, major * 10 + minor);
 }
 
-static void update_rendition(transcode_stream *s, const struct remux_segment *seg,
-                             const struct remux_output_info *info, struct rendition *r,
-                             double duration)
+/* Takes a new segment's figures into the rendition; TRUE when what the master says of it changed
+ * (a publisher that came back within the grace period with another size, rate or profile). */
+static gboolean update_rendition(transcode_stream *s, const struct remux_segment *seg,
+                                 const struct remux_output_info *info, struct rendition *r,
+                                 double duration)
 {
     GStatBuf st;
     if (duration > 0.1 && g_stat(seg->location, &st) == 0) {
@@ -390,17 +392,23 @@ static void update_rendition(transcode_stream *s, const struct remux_segment *se
         r->bits += bits;
         r->secs += duration;
     }
+    gboolean changed = FALSE;
     if (info->width > 0) {
+        changed = r->width != info->width || r->height != info->height;
         r->width = info->width;
         r->height = info->height;
     }
+    changed = changed || r->fps_n != info->fps_n || r->fps_d != info->fps_d;
     r->fps_n = info->fps_n;
     r->fps_d = info->fps_d;
     char *video = seg->output == 0 ? g_strdup(s->video_codec) : codec_of(info, "avc1.640028");
+    char *codecs = video[0] && s->audio_codec[0] ? g_strdup_printf("%s,%s", video, s->audio_codec)
+                                                 : g_strdup(video[0] ? video : s->audio_codec);
+    changed = changed || g_strcmp0(codecs, r->codecs) != 0;
     g_free(r->codecs);
-    r->codecs = video[0] && s->audio_codec[0] ? g_strdup_printf("%s,%s", video, s->audio_codec)
-                                              : g_strdup(video[0] ? video : s->audio_codec);
+    r->codecs = codecs;
     g_free(video);
+    return changed;
 }
 
 /* Is every output of the current pipeline listed (or has the source waited long enough)? */
@@ -458,7 +466,7 @@ static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
         g_free(old);
     }
     sl_metric_add(ch->tc->m_segments, 1);
-    update_rendition(s, seg, &info, r, duration);
+    gboolean described_anew = update_rendition(s, seg, &info, r, duration);
     write_playlist(ch, r);
     if (!ch->listed && ready_to_list(ch)) { /* the channel is live for viewers */
         ch->listed = TRUE;
@@ -470,8 +478,8 @@ static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
         live_store(ch);
         emit(ch, "publish");
         g_message("channel %s: live (%u renditions)", ch->id, ch->rends->len);
-    } else if (ch->listed && !r->in_master) { /* a rung restored, or one that lagged */
-        r->in_master = TRUE;
+    } else if (ch->listed && (!r->in_master || described_anew)) {
+        r->in_master = TRUE; /* a rung restored or one that lagged, or a new description */
         write_master(ch);
         live_store(ch);
     }

@@ -571,6 +571,75 @@ START_TEST(garbage_never_takes_it_down)
 }
 END_TEST
 
+/* ---- --demo: the demo channel is live by itself ---- */
+
+static void start_demo(void)
+{
+    harness_redis_start(&redis, NULL);
+    char url[64], rtmp[64];
+    g_snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis.port);
+    rtmp_port = harness_free_port();
+    g_snprintf(rtmp, sizeof rtmp, "127.0.0.1:%d", rtmp_port);
+    const char *args[] = {"--redis",       url,  "--secret", SECRET,
+                          "--rtmp-listen", rtmp, "--demo",   NULL};
+    ck_assert_msg(harness_silklive_start(&sl, args, NULL), "silklive did not start");
+}
+
+static void stop_demo(void)
+{
+    ck_assert_int_eq(harness_silklive_stop(&sl), 0);
+    harness_redis_stop(&redis);
+}
+
+/* Polls the demo channel's master playlist until it names resolution (or timeout_s). */
+static gboolean demo_master_shows(const char *resolution, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 10; i++) {
+        int st = 0;
+        char *m = get_text("/hls/" SL_DEMO_CHANNEL "/master.m3u8", &st);
+        gboolean yes = m && strstr(m, resolution);
+        g_free(m);
+        if (yes) return TRUE;
+        g_usleep(100000);
+    }
+    return FALSE;
+}
+
+/* The demo publishes its own test pattern (H.264 High 4:2:0 8-bit, AAC) through the RTMP port;
+ * a host's encoder with the channel's real key takes over, and the pattern returns after it. */
+START_TEST(demo_goes_live_by_itself_and_gives_way)
+{
+    ck_assert_msg(demo_master_shows("RESOLUTION=854x480", 40), "the demo channel is not live");
+    int st = 0;
+    char *source = NULL;
+    for (int i = 0; i < 200 && count(source, "#EXTINF:") < 2; i++) {
+        g_free(source);
+        g_usleep(100000);
+        source = get_text("/hls/" SL_DEMO_CHANNEL "/source/index.m3u8", &st);
+    }
+    ck_assert_msg(count(source, "#EXTINF:") >= 2, "playlist: %s", source);
+    g_free(source);
+    char *master = get_text("/hls/" SL_DEMO_CHANNEL "/master.m3u8", &st);
+    ck_assert_msg(strstr(master, "avc1.64") && strstr(master, "mp4a.40.2"), "%s", master);
+    g_free(master);
+
+    char *consul = harness_token(SECRET, SL_ROLE_CONSUL, "c1", "CL");
+    json_t *ch = NULL;
+    ck_assert_int_eq(
+        harness_api(sl.port, "GET", "/api/v1/channels/" SL_DEMO_CHANNEL, consul, NULL, NULL, &ch),
+        200);
+    const char *key = json_string_value(json_object_get(ch, "stream_key"));
+    ck_assert_ptr_nonnull(key);
+    GPid enc = ffmpeg_publish(key, 8);
+    ck_assert_msg(demo_master_shows("RESOLUTION=320x240", 20),
+                  "the host's encoder did not take over");
+    ck_assert_int_eq(wait_exit(enc, 30), 0); /* never refused */
+    ck_assert_msg(demo_master_shows("RESOLUTION=854x480", 30), "the test pattern did not return");
+    json_decref(ch);
+    g_free(consul);
+}
+END_TEST
+
 static Suite *ingest_suite(void)
 {
     Suite *s = suite_create("ingest");
@@ -584,6 +653,11 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, single_track_streams_go_live);
     tcase_add_test(tc, garbage_never_takes_it_down);
     suite_add_tcase(s, tc);
+    TCase *demo = tcase_create("demo");
+    tcase_add_checked_fixture(demo, start_demo, stop_demo);
+    tcase_set_timeout(demo, 150);
+    tcase_add_test(demo, demo_goes_live_by_itself_and_gives_way);
+    suite_add_tcase(s, demo);
     return s;
 }
 
