@@ -2,7 +2,6 @@
  * fed by Redis pub/sub, fan-out of shared frames through bounded per-connection queues, join
  * with history and recovery, chat sends, presence across nodes, keepalive and shutdown. */
 #include "internal.h"
-#include "scripts.h"
 
 #include <hiredis/hiredis.h>
 #include <libwebsockets.h>
@@ -411,7 +410,8 @@ static void room_words_loaded(struct redisReply *reply, const char *err, void *u
 
 static void room_words_refresh(struct room *r)
 {
-    if (r->loaded && r->pav[0]) room_command(r, room_words_loaded, "GET " KEY_BANNED_WORDS, r->pav);
+    if (r->loaded && r->pav[0])
+        room_command(r, room_words_loaded, "GET " SL_KEY_BANNED_WORDS, r->pav);
 }
 
 static void room_loaded(struct redisReply *reply, const char *err, void *user)
@@ -478,7 +478,7 @@ static void room_deliver(struct room *r, const char *msg, size_t len)
     }
     enum chat_frame_kind kind = CHAT_FRAME_EVENT;
     const char *event = json_string_value(json_object_get(j, "event"));
-    if (strcmp(type, "sale") == 0 && event && strcmp(event, "stock") == 0)
+    if (sl_room_event_parse(type) == SL_ROOM_EV_SALE && event && strcmp(event, "stock") == 0)
         kind = CHAT_FRAME_COALESCIBLE; /* the next stock event, or sold_out, carries the count */
     struct chat_stream_id id;
     const char *ids = json_string_value(json_object_get(j, "id"));
@@ -585,7 +585,8 @@ static void presence_summed(struct redisReply *reply, const char *err, void *use
         if (r && sum != r->viewers) {
             r->viewers = sum;
             struct chat_frame *f = chat_frame_json(
-                json_pack("{s:s, s:I}", "type", "presence", "viewers", (json_int_t)sum),
+                json_pack("{s:s, s:I}", "type", sl_room_event_name(SL_ROOM_EV_PRESENCE), "viewers",
+                          (json_int_t)sum),
                 CHAT_FRAME_COALESCIBLE);
             for (guint i = 0; i < r->members->len; i++) {
                 struct conn *c = g_ptr_array_index(r->members, i);
@@ -601,7 +602,7 @@ static void presence_summed(struct redisReply *reply, const char *err, void *use
 static void presence_report(struct chat *chat, const char *channel, int64_t local, struct room *r)
 {
     char key[128], count[24], now[24], stale[16];
-    g_snprintf(key, sizeof key, KEY_ROOM_PRESENCE, channel);
+    g_snprintf(key, sizeof key, SL_KEY_ROOM_PRESENCE, channel);
     g_snprintf(count, sizeof count, "%lld", (long long)local);
     g_snprintf(now, sizeof now, "%lld", (long long)sl_now_ms());
     g_snprintf(stale, sizeof stale, "%d", PRESENCE_STALE_MS);
@@ -760,8 +761,8 @@ static void join_read(struct conn *c)
     const char *ch = c->room->channel;
     char *history = g_strdup_printf(SL_KEY_ROOM_HISTORY, ch);
     char *state = g_strdup_printf(SL_KEY_ROOM_STATE, ch);
-    char *ban = g_strdup_printf(KEY_ROOM_BAN, ch, c->authed ? c->who.sub : "");
-    char *deleted = g_strdup_printf(KEY_ROOM_DELETED, ch);
+    char *ban = g_strdup_printf(SL_KEY_ROOM_BAN, ch, c->authed ? c->who.sub : "");
+    char *deleted = g_strdup_printf(SL_KEY_ROOM_DELETED, ch);
     char count[16], max[16];
     g_snprintf(count, sizeof count, "%lld", (long long)chat->history);
     g_snprintf(max, sizeof max, "%lld", (long long)chat->recovery_max);
@@ -865,17 +866,17 @@ static void conn_chat(struct conn *c, struct chat_msg *m)
     const char *ch = c->room->channel;
     char *masked = chat_text_mask(m->text, (const char *const *)c->room->words);
     int64_t now = sl_now_ms();
-    json_t *ev =
-        json_pack("{s:s, s:I, s:{s:s, s:s, s:s}, s:s}", "type", "chat", "ts_ms", (json_int_t)now,
-                  "user", "id", c->who.sub, "name", c->who.name[0] ? c->who.name : c->who.sub,
-                  "role", sl_role_name(c->who.role), "text", masked ? masked : m->text);
+    json_t *ev = json_pack("{s:s, s:I, s:{s:s, s:s, s:s}, s:s}", "type",
+                           sl_room_event_name(SL_ROOM_EV_CHAT), "ts_ms", (json_int_t)now, "user",
+                           "id", c->who.sub, "name", c->who.name[0] ? c->who.name : c->who.sub,
+                           "role", sl_role_name(c->who.role), "text", masked ? masked : m->text);
     char *text = json_dumps(ev, JSON_COMPACT);
     json_decref(ev);
     g_free(masked);
     char *history = g_strdup_printf(SL_KEY_ROOM_HISTORY, ch);
-    char *mute = g_strdup_printf(KEY_ROOM_MUTE, ch, c->who.sub);
-    char *ban = g_strdup_printf(KEY_ROOM_BAN, ch, c->who.sub);
-    char *rate = g_strdup_printf(KEY_ROOM_RATE, ch, c->who.sub);
+    char *mute = g_strdup_printf(SL_KEY_ROOM_MUTE, ch, c->who.sub);
+    char *ban = g_strdup_printf(SL_KEY_ROOM_BAN, ch, c->who.sub);
+    char *rate = g_strdup_printf(SL_KEY_ROOM_RATE, ch, c->who.sub);
     char maxlen[16], nows[24], cap[16], per[32];
     g_snprintf(maxlen, sizeof maxlen, "%d", SL_ROOM_HISTORY_MAX);
     g_snprintf(nows, sizeof nows, "%lld", (long long)now);
@@ -1139,21 +1140,13 @@ static int chat_init(sl_server *srv, GError **err)
     return SL_OK;
 }
 
-static sl_script *script_with_room_emit(const char *body)
-{
-    char *src = g_strconcat(sl_room_emit_lua, body, NULL);
-    sl_script *s = sl_script_new(src);
-    g_free(src);
-    return s;
-}
-
 static int chat_start(sl_server *srv, GError **err)
 {
     struct chat *chat = chat_of(srv);
-    chat->send = script_with_room_emit(chat_lua_send);
-    chat->moderate = script_with_room_emit(chat_lua_moderate);
-    chat->join = sl_script_new(chat_lua_join);
-    chat->presence = sl_script_new(chat_lua_presence);
+    chat->send = sl_script_new(sl_lua_chat_send);
+    chat->moderate = sl_script_new(sl_lua_chat_moderate);
+    chat->join = sl_script_new(sl_lua_chat_join);
+    chat->presence = sl_script_new(sl_lua_chat_presence);
     chat->tick_timer = g_timeout_add_seconds(1, chat_tick, chat);
     chat->keepalive_timer = g_timeout_add_seconds(KEEPALIVE_S, chat_keepalive, chat);
     sl_pubsub_subscribe(srv, SL_CONTROL_CHANNEL, chat_on_control, chat);

@@ -4,6 +4,7 @@
 #define CHAT_INTERNAL_H
 
 #include "chat.h"
+#include "room/room.h"
 
 #include <stdint.h>
 
@@ -74,12 +75,6 @@ struct chat_frame *chat_frame_json(json_t *j, enum chat_frame_kind kind);
 
 /* ---- the hub (hub.c) and its HTTP endpoints (moderation.c) ---- */
 
-#define KEY_ROOM_MUTE     "sl:{room:%s}:mute:%s"
-#define KEY_ROOM_BAN      "sl:{room:%s}:ban:%s"
-#define KEY_ROOM_RATE     "sl:{room:%s}:rate:%s"
-#define KEY_ROOM_DELETED  "sl:{room:%s}:deleted"
-#define KEY_ROOM_PRESENCE "sl:{room:%s}:presence"
-#define KEY_BANNED_WORDS  "sl:{cat}:pav:%s:banned_words" /* JSON array of strings */
 #define CHAT_WORDS_MAX    500
 #define CHAT_WORD_CHARS   64
 

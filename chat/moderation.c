@@ -149,9 +149,9 @@ static void moderation_channel_loaded(struct redisReply *reply, const char *err,
     const char *target = json_string_value(json_object_get(m->doc, "user"));
     const char *mid = json_string_value(json_object_get(m->doc, "message_id"));
     char *history = g_strdup_printf(SL_KEY_ROOM_HISTORY, ch);
-    char *mute = g_strdup_printf(KEY_ROOM_MUTE, ch, target ? target : "");
-    char *ban = g_strdup_printf(KEY_ROOM_BAN, ch, target ? target : "");
-    char *deleted = g_strdup_printf(KEY_ROOM_DELETED, ch);
+    char *mute = g_strdup_printf(SL_KEY_ROOM_MUTE, ch, target ? target : "");
+    char *ban = g_strdup_printf(SL_KEY_ROOM_BAN, ch, target ? target : "");
+    char *deleted = g_strdup_printf(SL_KEY_ROOM_DELETED, ch);
     char *pub = g_strdup_printf(SL_ROOM_CHANNEL, ch);
     char dur[24], maxlen[16];
     g_snprintf(dur, sizeof dur, "%lld",
@@ -159,9 +159,9 @@ static void moderation_channel_loaded(struct redisReply *reply, const char *err,
     g_snprintf(maxlen, sizeof maxlen, "%d", SL_ROOM_HISTORY_MAX);
     char *event = NULL;
     if (mid) {
-        json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s}", "type", "moderation", "ts_ms",
-                               (json_int_t)sl_now_ms(), "action", "delete", "message_id", mid, "by",
-                               m->who.sub);
+        json_t *ev = json_pack(
+            "{s:s, s:I, s:s, s:s, s:s}", "type", sl_room_event_name(SL_ROOM_EV_MODERATION), "ts_ms",
+            (json_int_t)sl_now_ms(), "action", "delete", "message_id", mid, "by", m->who.sub);
         event = json_dumps(ev, JSON_COMPACT);
         json_decref(ev);
     }
@@ -267,7 +267,7 @@ static void words_loaded(struct redisReply *reply, const char *err, void *user)
     if (m->doc) { /* PUT */
         char *text = json_dumps(m->doc, JSON_COMPACT);
         int rc = sl_redis_command(sl_server_redis(m->chat->srv), words_stored, m,
-                                  "SET " KEY_BANNED_WORDS " %s", m->id, text);
+                                  "SET " SL_KEY_BANNED_WORDS " %s", m->id, text);
         free(text);
         if (rc != SL_OK) mod_error(m, 503, "unavailable", "the store is unavailable");
         return;
@@ -298,7 +298,7 @@ static void words_handle(sl_http_req *req, struct chat *chat, gboolean put)
         }
     }
     if (sl_redis_command(sl_server_redis(chat->srv), words_loaded, m,
-                         "MGET " SL_KEY_PAVILION " " KEY_BANNED_WORDS, m->id, m->id) != SL_OK)
+                         "MGET " SL_KEY_PAVILION " " SL_KEY_BANNED_WORDS, m->id, m->id) != SL_OK)
         mod_error(m, 503, "unavailable", "the store is unavailable");
 }
 

@@ -74,7 +74,7 @@ static void create_doc(struct cm_ctx *c, const char *doc_key, const char *parent
  * same MGET, so a channel directory needs no request per channel. */
 static gboolean list_is_channels(const struct cm_ctx *c)
 {
-    return strcmp(c->doc_fmt, KEY_CHAN) == 0;
+    return strcmp(c->doc_fmt, SL_KEY_CHANNEL) == 0;
 }
 
 static void list_docs(struct cm_ctx *c, redisReply *r)
@@ -144,14 +144,14 @@ static void pavilion_create(sl_http_req *req, void *user)
     }
     json_object_set_new(c->doc, "created_at_ms", json_integer(sl_now_ms()));
     c->id2 = g_strdup(json_string_value(json_object_get(c->doc, "code")));
-    char *key = cm_key(KEY_PAV, c->id2);
-    create_doc(c, key, NULL, KEY_PAVS, NULL, NULL, NULL);
+    char *key = cm_key(SL_KEY_PAVILION, c->id2);
+    create_doc(c, key, NULL, SL_KEY_PAVILIONS, NULL, NULL, NULL);
     g_free(key);
 }
 
 static void pavilion_list(sl_http_req *req, void *user)
 {
-    list(cm_ctx_new(req, user), KEY_PAVS, KEY_PAV, "pavilions");
+    list(cm_ctx_new(req, user), SL_KEY_PAVILIONS, SL_KEY_PAVILION, "pavilions");
 }
 
 static void reply_doc_or_404(struct cm_ctx *c, redisReply *r)
@@ -169,7 +169,7 @@ static void pavilion_get(sl_http_req *req, void *user)
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "code")) return;
     c->id2 = g_strdup("pavilion");
-    cm_cmd(c, reply_doc_or_404, "GET " KEY_PAV, c->id);
+    cm_cmd(c, reply_doc_or_404, "GET " SL_KEY_PAVILION, c->id);
 }
 
 /* ---- products ---- */
@@ -188,8 +188,8 @@ static void product_create(sl_http_req *req, void *user)
     json_object_set_new(c->doc, "pavilion", json_string(c->id));
     json_object_set_new(c->doc, "created_at_ms", json_integer(sl_now_ms()));
     c->id2 = g_strdup(json_string_value(json_object_get(c->doc, "sku")));
-    char *key = cm_key(KEY_PRODUCT, c->id2), *parent = cm_key(KEY_PAV, c->id);
-    char *index = cm_key(KEY_PAV_PRODUCTS, c->id);
+    char *key = cm_key(SL_KEY_PRODUCT, c->id2), *parent = cm_key(SL_KEY_PAVILION, c->id);
+    char *index = cm_key(SL_KEY_PAV_PRODUCTS, c->id);
     create_doc(c, key, parent, index, NULL, NULL, NULL);
     g_free(key);
     g_free(parent);
@@ -211,19 +211,19 @@ static void pavilion_children(struct cm_ctx *c, redisReply *r, const char *index
 
 static void product_list_checked(struct cm_ctx *c, redisReply *r)
 {
-    pavilion_children(c, r, KEY_PAV_PRODUCTS, KEY_PRODUCT, "products");
+    pavilion_children(c, r, SL_KEY_PAV_PRODUCTS, SL_KEY_PRODUCT, "products");
 }
 
 static void product_list(sl_http_req *req, void *user)
 {
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "code")) return;
-    cm_cmd(c, product_list_checked, "EXISTS " KEY_PAV, c->id);
+    cm_cmd(c, product_list_checked, "EXISTS " SL_KEY_PAVILION, c->id);
 }
 
 static void pavilion_channels_checked(struct cm_ctx *c, redisReply *r)
 {
-    pavilion_children(c, r, KEY_PAV_CHANS, KEY_CHAN, "channels");
+    pavilion_children(c, r, SL_KEY_PAV_CHANNELS, SL_KEY_CHANNEL, "channels");
 }
 
 /* Extension: the console lists its pavilion's channels. */
@@ -231,7 +231,7 @@ static void pavilion_channels(sl_http_req *req, void *user)
 {
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "code")) return;
-    cm_cmd(c, pavilion_channels_checked, "EXISTS " KEY_PAV, c->id);
+    cm_cmd(c, pavilion_channels_checked, "EXISTS " SL_KEY_PAVILION, c->id);
 }
 
 static void product_get(sl_http_req *req, void *user)
@@ -239,7 +239,7 @@ static void product_get(sl_http_req *req, void *user)
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "sku")) return;
     c->id2 = g_strdup("product");
-    cm_cmd(c, reply_doc_or_404, "GET " KEY_PRODUCT, c->id);
+    cm_cmd(c, reply_doc_or_404, "GET " SL_KEY_PRODUCT, c->id);
 }
 
 /* ---- channels ---- */
@@ -282,9 +282,9 @@ static void channel_create(sl_http_req *req, void *user)
         channel_urls(c->cm, json_pack("{s:s, s:s, s:O, s:s, s:s}", "id", c->id2, "pavilion", c->id,
                                       "title", json_object_get(c->doc, "title"), "stream_key",
                                       stream_key, "rtmp_url", c->cm->public_rtmp_url));
-    char *key = cm_key(KEY_CHAN, c->id2), *parent = cm_key(KEY_PAV, c->id);
-    char *index2 = cm_key(KEY_PAV_CHANS, c->id), *map = cm_key(KEY_STREAMKEY, stream_key);
-    create_doc(c, key, parent, KEY_CHANS, index2, map, c->id2);
+    char *key = cm_key(SL_KEY_CHANNEL, c->id2), *parent = cm_key(SL_KEY_PAVILION, c->id);
+    char *index2 = cm_key(SL_KEY_PAV_CHANNELS, c->id), *map = cm_key(SL_KEY_STREAMKEY, stream_key);
+    create_doc(c, key, parent, SL_KEY_CHANNELS, index2, map, c->id2);
     g_free(key);
     g_free(parent);
     g_free(index2);
@@ -335,7 +335,7 @@ static void channel_got(struct cm_ctx *c, redisReply *r)
     c->n = v->type == REDIS_REPLY_STRING ? g_ascii_strtoll(v->str, NULL, 10) : 0;
     redisReply *pin = r->element[1];
     if (pin->type == REDIS_REPLY_STRING) {
-        cm_cmd(c, channel_got_pin, "GET " KEY_PRODUCT, pin->str);
+        cm_cmd(c, channel_got_pin, "GET " SL_KEY_PRODUCT, pin->str);
         return;
     }
     channel_reply(c, NULL);
@@ -348,8 +348,8 @@ static void channel_get(sl_http_req *req, void *user)
     if (!cm_path_id(c, "id")) return;
     if (sl_http_req_header(req, "authorization") && !cm_auth(c)) return;
     cm_cmd(c, channel_got,
-           "MGET " KEY_CHAN " " KEY_PIN " " SL_KEY_CHAN_LIVE " " SL_KEY_CHAN_VIEWERS, c->id, c->id,
-           c->id, c->id);
+           "MGET " SL_KEY_CHANNEL " " SL_KEY_CHAN_PIN " " SL_KEY_CHAN_LIVE " " SL_KEY_CHAN_VIEWERS,
+           c->id, c->id, c->id, c->id);
 }
 
 static void channel_list(sl_http_req *req, void *user)
@@ -360,7 +360,8 @@ static void channel_list(sl_http_req *req, void *user)
         cm_error(c, 400, "bad_request", "live must be true or false");
         return;
     }
-    list(c, live && strcmp(live, "true") == 0 ? KEY_LIVE : KEY_CHANS, KEY_CHAN, "channels");
+    list(c, live && strcmp(live, "true") == 0 ? SL_KEY_LIVE_CHANS : SL_KEY_CHANNELS, SL_KEY_CHANNEL,
+         "channels");
 }
 
 /* ---- stream key rotation ---- */
@@ -390,11 +391,11 @@ static void rotate_loaded(struct cm_ctx *c, redisReply *r)
     c->doc = doc;
     if (!cm_may(c, SL_ROLE_CONSUL, json_string_value(json_object_get(doc, "pavilion")))) return;
     char *old_text = g_strndup(r->str, r->len);
-    char *old_map = cm_key(KEY_STREAMKEY, json_string_value(json_object_get(doc, "stream_key")));
+    char *old_map = cm_key(SL_KEY_STREAMKEY, json_string_value(json_object_get(doc, "stream_key")));
     char *fresh = cm_random_id("sk_", 40);
     json_object_set_new(doc, "stream_key", json_string(fresh));
     char *new_text = json_dumps(doc, JSON_COMPACT);
-    char *new_map = cm_key(KEY_STREAMKEY, fresh), *key = cm_key(KEY_CHAN, c->id);
+    char *new_map = cm_key(SL_KEY_STREAMKEY, fresh), *key = cm_key(SL_KEY_CHANNEL, c->id);
     const char *argv[] = {key, old_map, new_map, old_text, new_text, c->id};
     cm_eval(c, rotated, c->cm->cas, 3, 6, argv);
     g_free(old_text);
@@ -409,15 +410,15 @@ static void channel_rotate_key(sl_http_req *req, void *user)
 {
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "id") || !cm_auth(c)) return;
-    cm_cmd(c, rotate_loaded, "GET " KEY_CHAN, c->id);
+    cm_cmd(c, rotate_loaded, "GET " SL_KEY_CHANNEL, c->id);
 }
 
 /* ---- pin ---- */
 
 static void pin_stored(struct cm_ctx *c, redisReply *r)
 {
-    json_t *ev = c->doc2 ? json_pack("{s:s, s:O}", "type", "pin", "product", c->doc2)
-                         : json_pack("{s:s}", "type", "unpin");
+    json_t *ev = sl_room_event_new(c->doc2 ? SL_ROOM_EV_PIN : SL_ROOM_EV_UNPIN);
+    if (c->doc2) json_object_set(ev, "product", c->doc2);
     json_object_set_new(ev, "channel", json_string(c->id));
     sl_room_emit(c->cm->srv, c->id, ev, NULL, NULL);
     json_decref(ev);
@@ -434,7 +435,7 @@ static void pin_product_loaded(struct cm_ctx *c, redisReply *r)
         cm_error(c, 404, "not_found", "no product %s in pavilion %s", c->id2, pav);
         return;
     }
-    cm_cmd(c, pin_stored, "SET " KEY_PIN " %s", c->id, c->id2);
+    cm_cmd(c, pin_stored, "SET " SL_KEY_CHAN_PIN " %s", c->id, c->id2);
 }
 
 static void pin_channel_loaded(struct cm_ctx *c, redisReply *r)
@@ -446,10 +447,10 @@ static void pin_channel_loaded(struct cm_ctx *c, redisReply *r)
     }
     if (!cm_may(c, SL_ROLE_HOST, json_string_value(json_object_get(c->doc, "pavilion")))) return;
     if (c->id2 == NULL) { /* unpin */
-        cm_cmd(c, pin_stored, "DEL " KEY_PIN, c->id);
+        cm_cmd(c, pin_stored, "DEL " SL_KEY_CHAN_PIN, c->id);
         return;
     }
-    cm_cmd(c, pin_product_loaded, "GET " KEY_PRODUCT, c->id2);
+    cm_cmd(c, pin_product_loaded, "GET " SL_KEY_PRODUCT, c->id2);
 }
 
 static void channel_pin(sl_http_req *req, void *user)
@@ -462,14 +463,14 @@ static void channel_pin(sl_http_req *req, void *user)
         return;
     }
     c->id2 = g_strdup(json_string_value(sku));
-    cm_cmd(c, pin_channel_loaded, "GET " KEY_CHAN, c->id);
+    cm_cmd(c, pin_channel_loaded, "GET " SL_KEY_CHANNEL, c->id);
 }
 
 static void channel_unpin(sl_http_req *req, void *user)
 {
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "id") || !cm_auth(c)) return;
-    cm_cmd(c, pin_channel_loaded, "GET " KEY_CHAN, c->id);
+    cm_cmd(c, pin_channel_loaded, "GET " SL_KEY_CHANNEL, c->id);
 }
 
 void cm_catalog_routes(struct commerce *cm)

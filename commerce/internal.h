@@ -4,32 +4,9 @@
 #define COMMERCE_INTERNAL_H
 
 #include "commerce.h"
+#include "room/room.h"
 
 #include <hiredis/hiredis.h>
-
-/* Catalog keys share one hash tag (one slot); every key of a sale shares {sale:<id>}; every key
- * of a buyer shares {buyer:<user>} (DESIGN.md "Redis key layout"). */
-#define KEY_PAV          SL_KEY_PAVILION
-#define KEY_PAVS         "sl:{cat}:pavs"
-#define KEY_CHAN         SL_KEY_CHANNEL
-#define KEY_CHANS        "sl:{cat}:chans"
-#define KEY_PAV_CHANS    "sl:{cat}:pav:%s:chans"
-#define KEY_STREAMKEY    SL_KEY_STREAMKEY
-#define KEY_PIN          "sl:{cat}:chan:%s:pin"
-#define KEY_LIVE         SL_KEY_LIVE_CHANS
-#define KEY_PRODUCT      "sl:{cat}:product:%s"
-#define KEY_PAV_PRODUCTS "sl:{cat}:pav:%s:products"
-#define KEY_CHAN_SALES   "sl:{cat}:chan:%s:sales"
-#define KEY_SALES_OPEN   "sl:{cat}:sales:open"
-#define KEY_SALE_INV     "sl:{sale:%s}:inv"
-#define KEY_SALE_RES     "sl:{sale:%s}:res"
-#define KEY_SALE_EXP     "sl:{sale:%s}:exp"
-#define KEY_SALE_USER    "sl:{sale:%s}:user"
-#define KEY_SALE_IDEM    "sl:{sale:%s}:idem:%s:%s"
-#define KEY_SALE_ORDERS  "sl:{sale:%s}:orders"
-#define KEY_BUYER_SPENT  "sl:{buyer:%s}:spent:%d"
-#define KEY_BUYER_ORDERS "sl:{buyer:%s}:orders"
-#define KEY_BUYER_DOCS   "sl:{buyer:%s}:orderdocs"
 
 struct commerce {
     sl_server *srv;
@@ -125,8 +102,5 @@ void cm_sweeper_stop(struct commerce *cm);
 /* Emit a sale event ("scheduled", "started", "stock", ...) for a sale, reading its state. */
 void cm_sale_event(struct commerce *cm, const char *sale_id, const char *event);
 void cm_watch_free(gpointer w);
-
-extern const char commerce_lua_create[], commerce_lua_cas[], commerce_lua_reserve[],
-    commerce_lua_confirm[], commerce_lua_release[], commerce_lua_sweep[], commerce_lua_control[];
 
 #endif

@@ -234,13 +234,13 @@ static int commerce_init(sl_server *srv, GError **err)
     cm->public_rtmp_url = g_key_file_get_string(cfg->file, "commerce", "public_rtmp_url", NULL);
     if (cm->public_rtmp_url == NULL)
         cm->public_rtmp_url = g_strdup_printf("rtmp://%s:%d/live", cfg->rtmp_host, cfg->rtmp_port);
-    cm->create = sl_script_new(commerce_lua_create);
-    cm->cas = sl_script_new(commerce_lua_cas);
-    cm->reserve = sl_script_new(commerce_lua_reserve);
-    cm->confirm = sl_script_new(commerce_lua_confirm);
-    cm->release = sl_script_new(commerce_lua_release);
-    cm->sweep = sl_script_new(commerce_lua_sweep);
-    cm->control = sl_script_new(commerce_lua_control);
+    cm->create = sl_script_new(sl_lua_commerce_create);
+    cm->cas = sl_script_new(sl_lua_commerce_cas);
+    cm->reserve = sl_script_new(sl_lua_commerce_reserve);
+    cm->confirm = sl_script_new(sl_lua_commerce_confirm);
+    cm->release = sl_script_new(sl_lua_commerce_release);
+    cm->sweep = sl_script_new(sl_lua_commerce_sweep);
+    cm->control = sl_script_new(sl_lua_commerce_control);
     cm->watches = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, cm_watch_free);
     sl_server_set_module_data(srv, SL_MODULE_COMMERCE, cm);
     cm_catalog_routes(cm);
@@ -305,14 +305,15 @@ static void demo_create(struct demo *d, const char *doc_key, const char *parent,
 static void demo_catalog(struct demo *d)
 {
     int64_t now = sl_now_ms();
-    demo_create(d, "sl:{cat}:pav:CL", NULL, KEY_PAVS, NULL,
+    demo_create(d, "sl:{cat}:pav:CL", NULL, SL_KEY_PAVILIONS, NULL,
                 json_pack("{s:s, s:{s:s, s:s, s:s}, s:s, s:[s,s,s], s:I}", "code", "CL", "name",
                           "en", "Chile", "zh", "智利", "es", "Chile", "currency", "CLP",
                           "languages", "es", "en", "zh", "created_at_ms", (json_int_t)now),
                 "CL", NULL, NULL);
     char *key = cm_random_id("sk_", 40);
-    char *map = g_strdup_printf(KEY_STREAMKEY, key);
-    demo_create(d, "sl:{cat}:chan:cl-wine", "sl:{cat}:pav:CL", KEY_CHANS, "sl:{cat}:pav:CL:chans",
+    char *map = g_strdup_printf(SL_KEY_STREAMKEY, key);
+    demo_create(d, "sl:{cat}:chan:cl-wine", "sl:{cat}:pav:CL", SL_KEY_CHANNELS,
+                "sl:{cat}:pav:CL:chans",
                 json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:I}", "id", "cl-wine", "pavilion", "CL",
                           "title", "en", "Wines of the Andes, live from the Chile pavilion", "zh",
                           "安第斯山脉的葡萄酒：智利馆直播", "stream_key", key, "created_at_ms",
@@ -331,7 +332,7 @@ static void demo_catalog(struct demo *d)
         {"cl-honey-003", "Ulmo honey, 500 g", "乌尔莫蜂蜜 500克", "overseas", 8990, 6800},
     };
     for (size_t i = 0; i < G_N_ELEMENTS(products); i++) {
-        char *pk = g_strdup_printf(KEY_PRODUCT, products[i].sku);
+        char *pk = g_strdup_printf(SL_KEY_PRODUCT, products[i].sku);
         demo_create(d, pk, "sl:{cat}:pav:CL", "sl:{cat}:pav:CL:products", NULL,
                     json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i, s:s}, s:i, s:s, s:o, s:I}", "sku",
                               products[i].sku, "pavilion", "CL", "title", "en", products[i].en,
@@ -350,13 +351,13 @@ static void demo_sale(struct demo *d)
     int64_t now = sl_now_ms();
     d->sale_id = cm_random_id("S", 15);
     demo_send(d,
-              "HSET " KEY_SALE_INV " id %s channel cl-wine sku cl-wine-001 pavilion CL "
+              "HSET " SL_KEY_SALE_INV " id %s channel cl-wine sku cl-wine-001 pavilion CL "
               "state scheduled quantity 500 available 500 held 0 sold 0 ver 0 per_user_limit 2 "
               "price_cny_fen 6900 hold_ttl_ms 300000 starts_at_ms %lld ends_at_ms 0 "
               "created_at_ms %lld",
               d->sale_id, d->sale_id, (long long)(now + 120000), (long long)now);
-    demo_send(d, "ZADD " KEY_CHAN_SALES " %lld %s", "cl-wine", (long long)now, d->sale_id);
-    demo_send(d, "SADD " KEY_SALES_OPEN " %s", d->sale_id);
+    demo_send(d, "ZADD " SL_KEY_CHAN_SALES " %lld %s", "cl-wine", (long long)now, d->sale_id);
+    demo_send(d, "SADD " SL_KEY_SALES_OPEN " %s", d->sale_id);
 }
 
 static char *demo_token(const struct sl_config *cfg, enum sl_role role, const char *sub,
@@ -406,8 +407,8 @@ static void demo_next(struct demo *d)
 {
     d->phase++;
     if (d->phase == 1) {
-        demo_send(d, "ZCARD " KEY_CHAN_SALES, "cl-wine");
-        demo_send(d, "GET " KEY_CHAN, "cl-wine");
+        demo_send(d, "ZCARD " SL_KEY_CHAN_SALES, "cl-wine");
+        demo_send(d, "GET " SL_KEY_CHANNEL, "cl-wine");
     } else if (d->phase == 2 && d->sales == 0) {
         demo_sale(d);
     }

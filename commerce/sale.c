@@ -81,7 +81,9 @@ static void sale_event_loaded(redisReply *r, const char *err, void *user)
     json_t *doc = sale_doc(r);
     if (doc) {
         const char *channel = json_string_value(json_object_get(doc, "channel"));
-        json_t *ev = json_pack("{s:s, s:s, s:O}", "type", "sale", "event", e->event, "sale", doc);
+        json_t *ev = sl_room_event_new(SL_ROOM_EV_SALE);
+        json_object_set_new(ev, "event", json_string(e->event));
+        json_object_set(ev, "sale", doc);
         if (channel) sl_room_emit(e->cm->srv, channel, ev, NULL, NULL);
         json_decref(ev);
         json_decref(doc);
@@ -100,7 +102,7 @@ void cm_sale_event(struct commerce *cm, const char *sale_id, const char *event)
     e->sale_id = g_strdup(sale_id);
     e->event = g_strdup(event);
     /* read after the change, so the event carries the counts as they are now */
-    if (sl_redis_command(sl_server_redis(cm->srv), sale_event_loaded, e, "HGETALL " KEY_SALE_INV,
+    if (sl_redis_command(sl_server_redis(cm->srv), sale_event_loaded, e, "HGETALL " SL_KEY_SALE_INV,
                          sale_id) != SL_OK)
         sale_event_loaded(NULL, "not connected", e);
 }
@@ -196,10 +198,10 @@ static void sale_indexed(struct cm_ctx *c, redisReply *r)
 static void sale_stored(struct cm_ctx *c, redisReply *r)
 {
     /* Indexes of the catalog slot; the open set is what the sweeper walks. */
-    sl_redis_command(sl_server_redis(c->cm->srv), NULL, NULL, "ZADD " KEY_CHAN_SALES " %lld %s",
+    sl_redis_command(sl_server_redis(c->cm->srv), NULL, NULL, "ZADD " SL_KEY_CHAN_SALES " %lld %s",
                      json_string_value(json_object_get(c->doc, "channel")), (long long)sl_now_ms(),
                      c->id2);
-    cm_cmd(c, sale_indexed, "SADD " KEY_SALES_OPEN " %s", c->id2);
+    cm_cmd(c, sale_indexed, "SADD " SL_KEY_SALES_OPEN " %s", c->id2);
 }
 
 static void sale_parents_loaded(struct cm_ctx *c, redisReply *r)
@@ -249,7 +251,7 @@ static void sale_parents_loaded(struct cm_ctx *c, redisReply *r)
     json_decref(c->doc);
     c->doc = doc;
     cm_cmd(c, sale_stored,
-           "HSET " KEY_SALE_INV " id %s channel %s sku %s pavilion %s state %s quantity %lld "
+           "HSET " SL_KEY_SALE_INV " id %s channel %s sku %s pavilion %s state %s quantity %lld "
            "available %lld held 0 sold 0 ver 0 per_user_limit %lld price_cny_fen %lld "
            "hold_ttl_ms %lld starts_at_ms %lld ends_at_ms %lld created_at_ms %lld",
            c->id2, c->id2, channel, sku, cpav, state, (long long)qty, (long long)qty,
@@ -267,7 +269,7 @@ static void sale_create(sl_http_req *req, void *user)
         cm_error_static(c, 400, "bad_request", err);
         return;
     }
-    cm_cmd(c, sale_parents_loaded, "MGET " KEY_CHAN " " KEY_PRODUCT,
+    cm_cmd(c, sale_parents_loaded, "MGET " SL_KEY_CHANNEL " " SL_KEY_PRODUCT,
            json_string_value(json_object_get(c->doc, "channel")),
            json_string_value(json_object_get(c->doc, "sku")));
 }
@@ -288,7 +290,7 @@ static void sale_get(sl_http_req *req, void *user)
 {
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "id")) return;
-    cm_cmd(c, sale_loaded, "HGETALL " KEY_SALE_INV, c->id);
+    cm_cmd(c, sale_loaded, "HGETALL " SL_KEY_SALE_INV, c->id);
 }
 
 /* A channel's sales live in one slot each: read them all, answer when the last one is back. */
@@ -342,7 +344,7 @@ static void channel_sales_index(struct cm_ctx *c, redisReply *r)
      * the index's order */
     for (size_t i = 0; i < r->elements; i++) {
         if (sl_redis_command(sl_server_redis(c->cm->srv), sales_fanout_reply, f,
-                             "HGETALL " KEY_SALE_INV, r->element[i]->str) != SL_OK)
+                             "HGETALL " SL_KEY_SALE_INV, r->element[i]->str) != SL_OK)
             sales_fanout_reply(NULL, "not connected", f);
     }
 }
@@ -351,7 +353,7 @@ static void channel_sales(sl_http_req *req, void *user)
 {
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "id")) return;
-    cm_cmd(c, channel_sales_index, "ZRANGE " KEY_CHAN_SALES " 0 %d", c->id,
+    cm_cmd(c, channel_sales_index, "ZRANGE " SL_KEY_CHAN_SALES " 0 %d", c->id,
            SALES_PER_CHANNEL_MAX - 1);
 }
 
@@ -369,7 +371,7 @@ static void sale_controlled(struct cm_ctx *c, redisReply *r)
         return;
     }
     after_script(c->cm, c->id, r, 1, FALSE);
-    cm_cmd(c, sale_loaded, "HGETALL " KEY_SALE_INV, c->id);
+    cm_cmd(c, sale_loaded, "HGETALL " SL_KEY_SALE_INV, c->id);
 }
 
 static void sale_control_authorised(struct cm_ctx *c, redisReply *r)
@@ -379,7 +381,7 @@ static void sale_control_authorised(struct cm_ctx *c, redisReply *r)
         return;
     }
     if (!cm_may(c, SL_ROLE_CONSUL, r->str)) return;
-    char *inv = cm_key(KEY_SALE_INV, c->id), now[24];
+    char *inv = cm_key(SL_KEY_SALE_INV, c->id), now[24];
     g_snprintf(now, sizeof now, "%lld", (long long)sl_now_ms());
     const char *argv[] = {inv, now, c->id2};
     cm_eval(c, sale_controlled, c->cm->control, 1, 3, argv);
@@ -391,7 +393,7 @@ static void sale_control(sl_http_req *req, const char *action, void *user)
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "id") || !cm_auth(c)) return;
     c->id2 = g_strdup(action);
-    cm_cmd(c, sale_control_authorised, "HGET " KEY_SALE_INV " pavilion", c->id);
+    cm_cmd(c, sale_control_authorised, "HGET " SL_KEY_SALE_INV " pavilion", c->id);
 }
 
 static void sale_start(sl_http_req *req, void *user)
@@ -500,11 +502,11 @@ static void reservation_create(sl_http_req *req, void *user)
     int64_t now = sl_now_ms();
     char *rid_suffix = cm_random_id("", 16);
     char *rid = g_strconcat(c->id, "_", rid_suffix, NULL);
-    char *inv = cm_key(KEY_SALE_INV, c->id), *res = cm_key(KEY_SALE_RES, c->id),
-         *exp = cm_key(KEY_SALE_EXP, c->id);
-    char *userh = cm_key(KEY_SALE_USER, c->id);
-    char *idem = g_strdup_printf(KEY_SALE_IDEM, c->id, c->who.sub, key);
-    char *spent = g_strdup_printf(KEY_BUYER_SPENT, c->who.sub, china_year(now));
+    char *inv = cm_key(SL_KEY_SALE_INV, c->id), *res = cm_key(SL_KEY_SALE_RES, c->id),
+         *exp = cm_key(SL_KEY_SALE_EXP, c->id);
+    char *userh = cm_key(SL_KEY_SALE_USER, c->id);
+    char *idem = g_strdup_printf(SL_KEY_SALE_IDEM, c->id, c->who.sub, key);
+    char *spent = g_strdup_printf(SL_KEY_BUYER_SPENT, c->who.sub, china_year(now));
     char now_s[SL_INT_TEXT_MAX], qty_s[SL_INT_TEXT_MAX], annual[SL_INT_TEXT_MAX],
         per_order[SL_INT_TEXT_MAX];
     sl_int_text(now, now_s);
@@ -631,11 +633,11 @@ static void reservation_confirm(sl_http_req *req, void *user)
     }
     int64_t now = sl_now_ms();
     const char *u = c->who.sub;
-    char *inv = cm_key(KEY_SALE_INV, c->id2), *res = cm_key(KEY_SALE_RES, c->id2);
-    char *exp = cm_key(KEY_SALE_EXP, c->id2), *userh = cm_key(KEY_SALE_USER, c->id2);
-    char *orders = cm_key(KEY_SALE_ORDERS, c->id2);
-    char *spent = g_strdup_printf(KEY_BUYER_SPENT, u, china_year(now));
-    char *border = cm_key(KEY_BUYER_ORDERS, u), *bdocs = cm_key(KEY_BUYER_DOCS, u);
+    char *inv = cm_key(SL_KEY_SALE_INV, c->id2), *res = cm_key(SL_KEY_SALE_RES, c->id2);
+    char *exp = cm_key(SL_KEY_SALE_EXP, c->id2), *userh = cm_key(SL_KEY_SALE_USER, c->id2);
+    char *orders = cm_key(SL_KEY_SALE_ORDERS, c->id2);
+    char *spent = g_strdup_printf(SL_KEY_BUYER_SPENT, u, china_year(now));
+    char *border = cm_key(SL_KEY_BUYER_ORDERS, u), *bdocs = cm_key(SL_KEY_BUYER_DOCS, u);
     char *order_id = g_strdup_printf("O%s", c->id);
     char now_s[24], annual[24];
     g_snprintf(now_s, sizeof now_s, "%lld", (long long)now);
@@ -679,8 +681,8 @@ static void reservation_delete(sl_http_req *req, void *user)
         cm_error(c, 404, "not_found", "no reservation %s", c->id);
         return;
     }
-    char *inv = cm_key(KEY_SALE_INV, c->id2), *res = cm_key(KEY_SALE_RES, c->id2);
-    char *exp = cm_key(KEY_SALE_EXP, c->id2), *userh = cm_key(KEY_SALE_USER, c->id2);
+    char *inv = cm_key(SL_KEY_SALE_INV, c->id2), *res = cm_key(SL_KEY_SALE_RES, c->id2);
+    char *exp = cm_key(SL_KEY_SALE_EXP, c->id2), *userh = cm_key(SL_KEY_SALE_USER, c->id2);
     char now_s[24];
     g_snprintf(now_s, sizeof now_s, "%lld", (long long)sl_now_ms());
     const char *argv[] = {inv, res, exp, userh, now_s, c->who.sub, c->id};
@@ -714,7 +716,7 @@ static void sale_orders_authorised(struct cm_ctx *c, redisReply *r)
         return;
     }
     if (!cm_may(c, SL_ROLE_CONSUL, r->str)) return;
-    cm_cmd(c, sale_orders_loaded, "XRANGE " KEY_SALE_ORDERS " - + COUNT 10000", c->id);
+    cm_cmd(c, sale_orders_loaded, "XRANGE " SL_KEY_SALE_ORDERS " - + COUNT 10000", c->id);
 }
 
 static void orders_list(sl_http_req *req, void *user)
@@ -731,7 +733,7 @@ static void orders_list(sl_http_req *req, void *user)
         return;
     }
     c->id = g_strdup(sale);
-    cm_cmd(c, sale_orders_authorised, "HGET " KEY_SALE_INV " pavilion", c->id);
+    cm_cmd(c, sale_orders_authorised, "HGET " SL_KEY_SALE_INV " pavilion", c->id);
 }
 
 static void my_orders_docs(struct cm_ctx *c, redisReply *r)
@@ -754,7 +756,7 @@ static void my_orders_index(struct cm_ctx *c, redisReply *r)
     }
     GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
     g_ptr_array_add(argv, g_strdup("HMGET"));
-    g_ptr_array_add(argv, g_strdup_printf(KEY_BUYER_DOCS, c->who.sub));
+    g_ptr_array_add(argv, g_strdup_printf(SL_KEY_BUYER_DOCS, c->who.sub));
     for (size_t i = 0; i < r->elements; i++)
         g_ptr_array_add(argv, g_strdup(r->element[i]->str));
     cm_cmd_argv(c, my_orders_docs, argv);
@@ -765,7 +767,7 @@ static void my_orders(sl_http_req *req, void *user)
 {
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_auth(c)) return;
-    cm_cmd(c, my_orders_index, "ZREVRANGE " KEY_BUYER_ORDERS " 0 499", c->who.sub);
+    cm_cmd(c, my_orders_index, "ZREVRANGE " SL_KEY_BUYER_ORDERS " 0 499", c->who.sub);
 }
 
 /* ---- sweeper: time transitions and expired holds, within a second of their time ---- */
@@ -791,7 +793,7 @@ static void swept(redisReply *r, const char *err, void *user)
         gboolean gone = state->type != REDIS_REPLY_STRING;
         gboolean finished = !gone && strcmp(state->str, "ended") == 0 && snap_int(r, 1, 3) == 0;
         if (gone || finished) {
-            sl_redis_command(sl_server_redis(cm->srv), NULL, NULL, "SREM " KEY_SALES_OPEN " %s",
+            sl_redis_command(sl_server_redis(cm->srv), NULL, NULL, "SREM " SL_KEY_SALES_OPEN " %s",
                              s->sale_id);
             g_hash_table_remove(cm->watches, s->sale_id);
         }
@@ -809,8 +811,8 @@ static void open_sales(redisReply *r, const char *err, void *user)
         g_snprintf(now, sizeof now, "%lld", (long long)sl_now_ms());
         for (size_t i = 0; i < r->elements; i++) {
             const char *id = r->element[i]->str;
-            char *inv = cm_key(KEY_SALE_INV, id), *res = cm_key(KEY_SALE_RES, id);
-            char *exp = cm_key(KEY_SALE_EXP, id), *userh = cm_key(KEY_SALE_USER, id);
+            char *inv = cm_key(SL_KEY_SALE_INV, id), *res = cm_key(SL_KEY_SALE_RES, id);
+            char *exp = cm_key(SL_KEY_SALE_EXP, id), *userh = cm_key(SL_KEY_SALE_USER, id);
             const char *argv[] = {inv, res, exp, userh, now, SWEEP_BATCH};
             struct sweep_call *s = g_new0(struct sweep_call, 1);
             s->cm = cm;
@@ -836,7 +838,7 @@ static gboolean sweep_tick(gpointer data)
     struct commerce *cm = data;
     if (cm->sweeping > 0) return G_SOURCE_CONTINUE; /* the last round is still out */
     cm->sweeping++;
-    if (sl_redis_command(sl_server_redis(cm->srv), open_sales, cm, "SMEMBERS " KEY_SALES_OPEN) !=
+    if (sl_redis_command(sl_server_redis(cm->srv), open_sales, cm, "SMEMBERS " SL_KEY_SALES_OPEN) !=
         SL_OK)
         cm->sweeping--;
     return G_SOURCE_CONTINUE;

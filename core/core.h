@@ -218,38 +218,6 @@ int sl_redis_eval(sl_redis *r, const sl_script *s, sl_redis_cb cb, void *user, i
 typedef void (*sl_pubsub_cb)(const char *channel, const char *msg, size_t len, void *user);
 void sl_pubsub_subscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user);
 void sl_pubsub_unsubscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user);
-/* The channel on which nodes tell each other about configuration changes (stream keys). */
-#define SL_CONTROL_CHANNEL "silklive:control"
-/* --demo: the channel commerce seeds with products and a sale, and ingest feeds a test pattern */
-#define SL_DEMO_CHANNEL "cl-wine"
-
-/* Redis keys that more than one module reads or writes: commerce owns the catalogue documents
- * and the stream-key map, transcode the live state, chat the viewer counts. */
-#define SL_KEY_PAVILION     "sl:{cat}:pav:%s"          /* pavilion document (JSON) */
-#define SL_KEY_CHANNEL      "sl:{cat}:chan:%s"         /* channel document (JSON, has "pavilion") */
-#define SL_KEY_CHAN_VIEWERS "sl:{cat}:chan:%s:viewers" /* viewers across nodes, kept by chat */
-#define SL_KEY_STREAMKEY    "sl:{cat}:streamkey:%s"    /* -> channel id */
-#define SL_KEY_CHAN_LIVE    "sl:{cat}:chan:%s:live"    /* JSON while live, a lease */
-#define SL_KEY_LIVE_CHANS   "sl:{cat}:live"            /* zset: started_at_ms -> channel id */
-
-/* A channel's room in Redis: its capped history stream (entries {"e": event text without id};
- * the stream id is the event id), its state snapshot (hash: "pinned" -> the latest pin event,
- * "sale:<id>" -> that sale's latest event) and the pub/sub channel every node listens on. */
-#define SL_KEY_ROOM_HISTORY "sl:{room:%s}:history"
-#define SL_KEY_ROOM_STATE   "sl:{room:%s}:state"
-#define SL_ROOM_CHANNEL     "silklive:room:%s"
-#define SL_ROOM_HISTORY_MAX 2000
-/* Lua source of `local function room_emit(history, channel, text, maxlen) -> id, msg`: the one
- * definition of how an event enters a room; scripts that append events start with it. */
-extern const char sl_room_emit_lua[];
-
-/* Room events (api.md WebSocket): appends event to the channel's history stream (capped),
- * updates the state snapshot for pin/unpin/sale events and publishes it on
- * silklive:room:<channel> with its history id, in one script. event gets "ts_ms" when it has
- * none, and pin/unpin/sale events get "pdt_ms" (the program-date-time of the live picture at
- * ts_ms) while the channel is live; the published text starts with "id". cb may be NULL.
- * SL_OK: cb is called once. SL_ERR: not connected, cb never called. */
-int sl_room_emit(sl_server *srv, const char *channel, json_t *event, sl_redis_cb cb, void *user);
 
 /* ---- server and modules ---- */
 

@@ -4,6 +4,7 @@
 #define INGEST_INTERNAL_H
 
 #include "core/core.h"
+#include "room/room.h"
 
 #include <stdint.h>
 

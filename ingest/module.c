@@ -11,7 +11,6 @@
 #include <libwebsockets.h>
 #include <string.h>
 
-#define KEY_PUBLISHER     "sl:{cat}:chan:%s:publisher"
 #define LEASE_MS          15000
 #define LEASE_RENEW_S     5
 #define HANDSHAKE_TIMEOUT 10         /* seconds from accept to an accepted publish */
@@ -52,12 +51,6 @@ struct conn_slot {
     struct rtmp_conn *c;
 };
 
-static const char lease_renew_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\nend\nreturn 0\n";
-static const char lease_release_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-                                        "  return redis.call('DEL', KEYS[1])\nend\nreturn 0\n";
-
 static struct ingest *ingest_of(sl_server *srv)
 {
     return sl_server_module_data(srv, SL_MODULE_INGEST);
@@ -93,7 +86,7 @@ static void conn_close(struct rtmp_conn *c, const char *why)
 
 static void lease_key(const struct rtmp_conn *c, char *buf, size_t n)
 {
-    g_snprintf(buf, n, KEY_PUBLISHER, c->channel);
+    g_snprintf(buf, n, SL_KEY_CHAN_PUBLISHER, c->channel);
 }
 
 static gboolean leases_renew(gpointer data)
@@ -456,8 +449,8 @@ static int ingest_init(sl_server *srv, GError **err)
     }
     in->conns = g_hash_table_new(NULL, NULL);
     in->publishing = g_hash_table_new(g_str_hash, g_str_equal);
-    in->lease_renew = sl_script_new(lease_renew_lua);
-    in->lease_release = sl_script_new(lease_release_lua);
+    in->lease_renew = sl_script_new(sl_lua_ingest_lease_renew);
+    in->lease_release = sl_script_new(sl_lua_ingest_lease_release);
     in->m_conns = sl_metric_get("silklive_rtmp_connections", SL_METRIC_GAUGE,
                                 "Open RTMP connections", NULL, 1);
     in->m_publishers = sl_metric_get("silklive_rtmp_publishers", SL_METRIC_GAUGE,

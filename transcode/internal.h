@@ -4,6 +4,7 @@
 #define TRANSCODE_INTERNAL_H
 
 #include "core/core.h"
+#include "room/room.h"
 
 #include <stdint.h>
 

@@ -233,7 +233,9 @@ static void live_clear(struct hls_channel *ch)
 
 static void emit(struct hls_channel *ch, const char *event)
 {
-    json_t *ev = json_pack("{s:s, s:s, s:s}", "type", "stream", "event", event, "channel", ch->id);
+    json_t *ev = sl_room_event_new(SL_ROOM_EV_STREAM);
+    json_object_set_new(ev, "event", json_string(event));
+    json_object_set_new(ev, "channel", json_string(ch->id));
     if (ch->started_at_ms)
         json_object_set_new(ev, "started_at_ms", json_integer(ch->started_at_ms));
     if (strcmp(event, "publish") == 0) {

@@ -11,8 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define KEY_BROADCASTS "sl:{cat}:chan:%s:broadcasts" /* hash: broadcast id -> document */
-#define KEY_HIGHLIGHTS "sl:{cat}:chan:%s:highlights" /* list of clip documents, oldest first */
 #define HIGHLIGHTS_MAX 500
 #define MIN_CLIP_MS    1000 /* a pin shorter than this is a slip of the finger, not a show */
 
@@ -76,7 +74,7 @@ static void store_broadcast(struct recording *rec)
                   rec->ended ? json_integer(sl_now_ms()) : json_null(), "duration_s", secs, "live",
                   !rec->ended, "url", json_sprintf("/vod/%s/%s/index.m3u8", rec->channel, rec->id));
     char *text = json_dumps(doc, JSON_COMPACT);
-    sl_redis_command(sl_server_redis(rec->srv), NULL, NULL, "HSET " KEY_BROADCASTS " %s %s",
+    sl_redis_command(sl_server_redis(rec->srv), NULL, NULL, "HSET " SL_KEY_CHAN_BROADCASTS " %s %s",
                      rec->channel, rec->id, text);
     free(text);
     json_decref(doc);
@@ -115,11 +113,11 @@ static void clip_done(struct clip_job *job)
                                 "url", job->url, "broadcast", rec->id);
         char *text = json_dumps(doc, JSON_COMPACT);
         sl_redis *r = sl_server_redis(rec->srv);
-        sl_redis_command(r, NULL, NULL, "RPUSH " KEY_HIGHLIGHTS " %s", rec->channel, text);
-        sl_redis_command(r, NULL, NULL, "LTRIM " KEY_HIGHLIGHTS " -%d -1", rec->channel,
+        sl_redis_command(r, NULL, NULL, "RPUSH " SL_KEY_CHAN_HIGHLIGHTS " %s", rec->channel, text);
+        sl_redis_command(r, NULL, NULL, "LTRIM " SL_KEY_CHAN_HIGHLIGHTS " -%d -1", rec->channel,
                          HIGHLIGHTS_MAX);
         free(text);
-        json_object_set_new(doc, "type", json_string("highlight"));
+        json_object_set_new(doc, "type", json_string(sl_room_event_name(SL_ROOM_EV_HIGHLIGHT)));
         json_object_set_new(doc, "channel", json_string(rec->channel));
         sl_room_emit(rec->srv, rec->channel, doc, NULL, NULL);
         json_decref(doc);
@@ -211,15 +209,15 @@ static void on_room(const char *channel, const char *msg, size_t len, void *user
 {
     struct recording *rec = user;
     json_t *ev = json_loadb(msg, len, 0, NULL);
-    const char *type = json_string_value(json_object_get(ev, "type"));
-    if (type && (strcmp(type, "pin") == 0 || strcmp(type, "unpin") == 0)) {
+    enum sl_room_event type = sl_room_event_type(ev);
+    if (type == SL_ROOM_EV_PIN || type == SL_ROOM_EV_UNPIN) {
         /* pdt_ms: the moment in the picture; without it (not live yet) the wall clock */
         json_t *pdt = json_object_get(ev, "pdt_ms");
         int64_t at = json_is_integer(pdt) ? json_integer_value(pdt)
                                           : json_integer_value(json_object_get(ev, "ts_ms"));
         close_span(rec, at);
         const char *sku = json_string_value(json_object_get(json_object_get(ev, "product"), "sku"));
-        if (strcmp(type, "pin") == 0 && sku && sl_id_valid(sku, strlen(sku))) {
+        if (type == SL_ROOM_EV_PIN && sku && sl_id_valid(sku, strlen(sku))) {
             rec->open = g_new0(struct span, 1);
             g_strlcpy(rec->open->sku, sku, sizeof rec->open->sku);
             rec->open->start = at;
@@ -376,13 +374,9 @@ static void read_list(sl_http_req *req, void *user, gboolean highlights)
     q->id = g_strdup(id);
     q->highlights = highlights;
     char *exists = g_strdup_printf(SL_KEY_CHANNEL, id);
-    char *key = g_strdup_printf(highlights ? KEY_HIGHLIGHTS : KEY_BROADCASTS, id);
-    const char *lua = highlights ? "return {redis.call('EXISTS', KEYS[1]), "
-                                   "redis.call('LRANGE', KEYS[2], 0, -1)}"
-                                 : "return {redis.call('EXISTS', KEYS[1]), "
-                                   "redis.call('HGETALL', KEYS[2])}";
-    if (sl_redis_command(sl_server_redis(srv), read_reply, q, "EVAL %s 2 %s %s", lua, exists,
-                         key) != SL_OK)
+    char *key = g_strdup_printf(highlights ? SL_KEY_CHAN_HIGHLIGHTS : SL_KEY_CHAN_BROADCASTS, id);
+    if (sl_redis_command(sl_server_redis(srv), read_reply, q, "EVAL %s 2 %s %s %s",
+                         sl_lua_transcode_list, exists, key, highlights ? "list" : "hash") != SL_OK)
         read_reply(NULL, "not connected", q);
     g_free(exists);
     g_free(key);

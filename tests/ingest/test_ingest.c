@@ -2,6 +2,7 @@
  * publish to the real silklive; the HLS it writes is checked with ffprobe; wrong keys, duplicate
  * publishers, key rotation, reconnects within the grace period and garbage on the port. */
 #include "core/core.h"
+#include "room/room.h"
 #include "harness/harness.h"
 
 #include <check.h>

@@ -1,34 +1,47 @@
-/* room: one way for every module to put an event into a channel's room: appended to the capped
- * history stream, folded into the room's state snapshot, and published to every node,
- * atomically, with the stream id as the event id. */
-#include "internal.h"
+/* room: the event vocabulary, and one way for every module to put an event into a channel's room:
+ * appended to the capped history stream, folded into the room's state snapshot, and published to
+ * every node, atomically, with the stream id as the event id. */
+#include "room.h"
 
 #include <hiredis/hiredis.h>
 
 #include <string.h>
 
-/* The event id is only known after XADD; it is spliced into the published text so every node
- * sees the same id that a later `since` recovery will use. The stored entry carries the text
- * without it (its own stream id is the id). Other scripts that append to a room (chat's send)
- * start with this same function so there is one definition of the wire form. */
-const char sl_room_emit_lua[] =
-    "local function room_emit(history, channel, text, maxlen)\n"
-    "  local id = redis.call('XADD', history, 'MAXLEN', '~', maxlen, '*', 'e', text)\n"
-    "  local msg = '{\"id\":\"' .. id .. '\",' .. string.sub(text, 2)\n"
-    "  redis.call('PUBLISH', channel, msg)\n"
-    "  return id, msg\n"
-    "end\n";
+static const char *const event_names[SL_ROOM_EV_COUNT] = {
+    [SL_ROOM_EV_CHAT] = "chat",         [SL_ROOM_EV_MODERATION] = "moderation",
+    [SL_ROOM_EV_PRESENCE] = "presence", [SL_ROOM_EV_PIN] = "pin",
+    [SL_ROOM_EV_UNPIN] = "unpin",       [SL_ROOM_EV_SALE] = "sale",
+    [SL_ROOM_EV_STREAM] = "stream",     [SL_ROOM_EV_HIGHLIGHT] = "highlight",
+};
 
-/* KEYS: history, state. ARGV: channel, text, maxlen, state field ('' for none), state value
- * ('' deletes the field). The snapshot is what a joining viewer needs besides history: the
- * pinned product and the channel's sales, each as of its latest event. */
-static const char room_emit_body_lua[] =
-    "local id, msg = room_emit(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
-    "if ARGV[4] ~= '' then\n"
-    "  if ARGV[5] == '' then redis.call('HDEL', KEYS[2], ARGV[4])\n"
-    "  else redis.call('HSET', KEYS[2], ARGV[4], msg) end\n"
-    "end\n"
-    "return id\n";
+const char *sl_room_event_name(enum sl_room_event type)
+{
+    return type > SL_ROOM_EV_UNKNOWN && type < SL_ROOM_EV_COUNT ? event_names[type] : NULL;
+}
+
+enum sl_room_event sl_room_event_parse(const char *name)
+{
+    for (int t = SL_ROOM_EV_UNKNOWN + 1; name && t < SL_ROOM_EV_COUNT; t++)
+        if (strcmp(name, event_names[t]) == 0) return (enum sl_room_event)t;
+    return SL_ROOM_EV_UNKNOWN;
+}
+
+enum sl_room_event sl_room_event_type(const json_t *event)
+{
+    return sl_room_event_parse(json_string_value(json_object_get(event, "type")));
+}
+
+json_t *sl_room_event_new(enum sl_room_event type)
+{
+    const char *name = sl_room_event_name(type);
+    g_return_val_if_fail(name != NULL, NULL);
+    return json_pack("{s:s}", "type", name);
+}
+
+gboolean sl_room_event_synced(enum sl_room_event type)
+{
+    return type == SL_ROOM_EV_PIN || type == SL_ROOM_EV_UNPIN || type == SL_ROOM_EV_SALE;
+}
 
 static sl_script *room_script;
 
@@ -40,29 +53,26 @@ static void ignore_reply(struct redisReply *reply, const char *err, void *user)
 /* Which snapshot field an event replaces: pin/unpin share "pinned"; each sale has its own. */
 static char *state_field(json_t *event, gboolean *remove)
 {
-    const char *type = json_string_value(json_object_get(event, "type"));
     *remove = FALSE;
-    if (type == NULL) return NULL;
-    if (strcmp(type, "pin") == 0) return g_strdup("pinned");
-    if (strcmp(type, "unpin") == 0) {
+    switch (sl_room_event_type(event)) {
+    case SL_ROOM_EV_PIN:
+        return g_strdup("pinned");
+    case SL_ROOM_EV_UNPIN:
         *remove = TRUE;
         return g_strdup("pinned");
-    }
-    if (strcmp(type, "sale") == 0) {
+    case SL_ROOM_EV_SALE: {
         const char *id = json_string_value(json_object_get(json_object_get(event, "sale"), "id"));
         return id ? g_strdup_printf("sale:%s", id) : NULL;
     }
-    return NULL;
+    default:
+        return NULL;
+    }
 }
 
 static int room_emit_now(sl_server *srv, const char *channel, json_t *event, sl_redis_cb cb,
                          void *user)
 {
-    if (room_script == NULL) {
-        char *src = g_strconcat(sl_room_emit_lua, room_emit_body_lua, NULL);
-        room_script = sl_script_new(src);
-        g_free(src);
-    }
+    if (room_script == NULL) room_script = sl_script_new(sl_lua_room_emit);
     char *text = json_dumps(event, JSON_COMPACT);
     char *key = g_strdup_printf(SL_KEY_ROOM_HISTORY, channel);
     char *state = g_strdup_printf(SL_KEY_ROOM_STATE, channel);
@@ -119,9 +129,7 @@ int sl_room_emit(sl_server *srv, const char *channel, json_t *event, sl_redis_cb
 {
     if (json_object_get(event, "ts_ms") == NULL)
         json_object_set_new(event, "ts_ms", json_integer(sl_now_ms()));
-    const char *type = json_string_value(json_object_get(event, "type"));
-    gboolean synced = type && (strcmp(type, "pin") == 0 || strcmp(type, "unpin") == 0 ||
-                               strcmp(type, "sale") == 0);
+    gboolean synced = sl_room_event_synced(sl_room_event_type(event));
     if (!synced || json_object_get(event, "pdt_ms"))
         return room_emit_now(srv, channel, event, cb, user);
     /* Read the channel's live state first (commands on one connection keep their order, so

@@ -1,4 +1,4 @@
--- common: helpers prepended to every sale script. A reservation record is one hash field:
+-- sale_common: helpers included by every sale script. A reservation record is one hash field:
 -- "state|user|qty|expires_ms|order_id" (ids never contain '|'). Redis answers false for a
 -- missing field: every read goes through tonumber(x or 0) or an explicit check.
 local function split(rec)

@@ -1,4 +1,4 @@
--- create: KEYS doc parent index index2 map; ARGV doc member score map_value. A catalog document
+-- commerce_create: KEYS doc parent index index2 map; ARGV doc member score map_value. A catalog document
 -- (pavilion, channel, product) is created once and indexed in the same step. Empty key names
 -- ('') are skipped. Replies 'ok', 'exists' or 'no_parent'.
 if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 0 then return 'no_parent' end

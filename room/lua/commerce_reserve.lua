@@ -1,6 +1,7 @@
--- reserve: KEYS inv res exp userh idem spent; ARGV now user qty rid lazy_max quota_annual
+-- commerce_reserve: KEYS inv res exp userh idem spent; ARGV now user qty rid lazy_max quota_annual
 -- quota_order idem_ttl_s. Checks state, qty, quota, per-user limit, stock; moves qty from
 -- available to held. Replies {status, rid, record, snapshot..., event}.
+--! include sale_common
 local inv, res, exp, userh, idem, spent = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, user, qty, rid = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
 if redis.call('EXISTS', inv) == 0 then return {'not_found'} end

@@ -1,6 +1,7 @@
--- confirm: KEYS inv res exp userh orders spent buyer_orders buyer_docs; ARGV now user rid
+-- commerce_confirm: KEYS inv res exp userh orders spent buyer_orders buyer_docs; ARGV now user rid
 -- payment_ref order_id quota_annual. Moves a live hold to sold and appends the order, in one
 -- step: a 200 to the client means the order is in Redis (and in the AOF with fsync always).
+--! include sale_common
 local inv, res, exp, userh, orders = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local spent, border, bdocs = KEYS[6], KEYS[7], KEYS[8]
 local now, user, rid, oid = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[5]

@@ -1,4 +1,5 @@
--- release: KEYS inv res exp userh; ARGV now user rid. DELETE of a reservation by its owner.
+-- commerce_release: KEYS inv res exp userh; ARGV now user rid. DELETE of a reservation by its owner.
+--! include sale_common
 local inv, res, exp, userh = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local user, rid = ARGV[2], ARGV[3]
 local rec = redis.call('HGET', res, rid)

@@ -1,4 +1,5 @@
--- control: KEYS inv; ARGV now action(start|stop). Replies {status, snapshot..., event}.
+-- commerce_control: KEYS inv; ARGV now action(start|stop). Replies {status, snapshot..., event}.
+--! include sale_common
 local inv, now, action = KEYS[1], tonumber(ARGV[1]), ARGV[2]
 if redis.call('EXISTS', inv) == 0 then return {'not_found'} end
 local st = redis.call('HGET', inv, 'state')
