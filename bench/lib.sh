@@ -62,3 +62,16 @@ commerce_bench_down() {
   [[ -n "${RD_PID:-}" ]] && kill "$RD_PID" 2>/dev/null
   rm -rf "$work"
 }
+
+# The source of room/lua/NAME.lua as silklive runs it: each `--! include X` line replaced by
+# room/lua/lib/X.lua (the rule room/CMakeLists.txt builds the scripts with).
+lua_script() {
+  local line
+  while IFS= read -r line || [[ -n $line ]]; do
+    if [[ $line =~ ^--!\ include\ ([a-z_]+)$ ]]; then
+      cat "room/lua/lib/${BASH_REMATCH[1]}.lua"
+    else
+      printf '%s\n' "$line"
+    fi
+  done <"room/lua/$1.lua"
+}

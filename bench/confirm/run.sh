@@ -22,8 +22,8 @@ SALE=$(api POST /api/v1/sales "$CONSUL" "{\"channel\":\"b1\",\"sku\":\"p1\",\"qu
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 NOW=$(date +%s%3N)
 YEAR=$(TZ=Asia/Shanghai date +%Y)
-RSHA=$(redis-cli -p "$RP" SCRIPT LOAD "$(cat commerce/lua/common.lua commerce/lua/reserve.lua)")
-CSHA=$(redis-cli -p "$RP" SCRIPT LOAD "$(cat commerce/lua/common.lua commerce/lua/confirm.lua)")
+RSHA=$(redis-cli -p "$RP" SCRIPT LOAD "$(lua_script commerce_reserve)")
+CSHA=$(redis-cli -p "$RP" SCRIPT LOAD "$(lua_script commerce_confirm)")
 # 2N holds: a0..a(N-1) for the API, p0..p(N-1) for the peer (not timed)
 python3 bench/confirm/gen.py reserve "$RSHA" "$SALE" 0 "$N" a "$YEAR" "$NOW" >"$work/hold_a.resp"
 python3 bench/confirm/gen.py reserve "$RSHA" "$SALE" 0 "$N" p "$YEAR" "$NOW" >"$work/hold_p.resp"

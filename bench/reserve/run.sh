@@ -44,7 +44,7 @@ half_p99=$(awk '$1=="99%" {print $2}' "$work/wrk_half.txt")
 
 # --- peer: redis-benchmark, same script, same Redis, keys of a fresh sale ---
 SALE3=$(new_sale)
-SHA=$(redis-cli -p "$RP" SCRIPT LOAD "$(cat commerce/lua/common.lua commerce/lua/reserve.lua)")
+SHA=$(redis-cli -p "$RP" SCRIPT LOAD "$(lua_script commerce_reserve)")
 NOW=$(($(date +%s%3N)))
 # like the API: a random buyer of 10k and a fresh idempotency key and reservation id per call
 peer=$(taskset -c 0 redis-benchmark -p "$RP" -P 16 -c 64 -n 400000 -r 10000 -q \
