@@ -21,6 +21,7 @@ static const char usage_text[] =
     "           [--secret S] [--demo] [--log-level LEVEL]\n"
     "  silklive token --role R --sub ID [--name N] [--pavilion CODE] [--ttl SECONDS]\n"
     "           [--config FILE] [--secret S] [--data-dir DIR]\n"
+    "  silklive routes [--modules LIST] [--config FILE]\n"
     "  silklive version\n"
     "\n"
     "Run 'silklive serve --help' or 'silklive token --help' for every option.\n";
@@ -158,6 +159,58 @@ out:
     return rc;
 }
 
+/* Every HTTP route the compiled-in modules serve, one "METHOD /pattern" a line: what
+ * docs/openapi.json describes (its test holds the two together). */
+static int cmd_routes(int argc, char **argv)
+{
+    struct common_flags f = {0};
+    char *modules = NULL;
+    GOptionEntry entries[] = {
+        {"config", 0, 0, G_OPTION_ARG_FILENAME, &f.config, "config file (INI)", "FILE"},
+        {"modules", 0, 0, G_OPTION_ARG_STRING, &modules, "ingest,transcode,chat,commerce", "LIST"},
+        {NULL},
+    };
+    GOptionContext *oc = g_option_context_new("- list the HTTP routes this build serves");
+    g_option_context_add_main_entries(oc, entries, NULL);
+    GError *err = NULL;
+    int rc = 0;
+    struct sl_config *c = NULL;
+    sl_server *srv = NULL;
+    GPtrArray *routes = NULL;
+    if (!g_option_context_parse(oc, &argc, &argv, &err) || (c = config_build(&f, &err)) == NULL ||
+        (modules && sl_config_parse_modules(modules, &c->modules, &err))) {
+        rc = fail(SL_EXIT_USAGE, "%s", err->message);
+        goto out;
+    }
+    if (argc > 1) {
+        rc = fail(SL_EXIT_USAGE, "unexpected argument '%s'", argv[1]);
+        goto out;
+    }
+    sl_log_init("error");
+    srv = sl_server_new(c);
+    c = NULL; /* owned by srv */
+    sl_server_add_module(srv, &commerce_module);
+    sl_server_add_module(srv, &chat_module);
+    sl_server_add_module(srv, &transcode_module);
+    sl_server_add_module(srv, &ingest_module);
+    routes = sl_server_routes(srv, &err);
+    if (routes == NULL) {
+        rc = fail(SL_EXIT_USAGE, "%s", err->message);
+        goto out;
+    }
+    for (guint i = 0; i < routes->len; i++)
+        printf("%s\n", (const char *)routes->pdata[i]);
+out:
+    if (routes) g_ptr_array_unref(routes);
+    g_clear_error(&err);
+    sl_server_free(srv);
+    sl_config_free(c);
+    g_option_context_free(oc);
+    g_free(modules);
+    g_free(f.config);
+    return rc;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     struct common_flags f = {0};
@@ -271,6 +324,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(verb, "token") == 0) return cmd_token(argc - 1, argv + 1);
+    if (strcmp(verb, "routes") == 0) return cmd_routes(argc - 1, argv + 1);
     if (argc > 1 && strcmp(verb, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (argc == 1 || verb[0] == '-') return cmd_serve(argc, argv);
     return fail(SL_EXIT_USAGE, "unknown command '%s' (see silklive --help)", verb);

@@ -918,9 +918,10 @@ static void conn_handle(struct conn *c, const char *buf, size_t len)
     }
     c->frame_tokens -= 1.0;
     struct chat_msg m;
-    const char *err = NULL;
+    GError *err = NULL;
     if (chat_msg_parse(buf, len, &m, &err) != SL_OK) {
-        conn_bad(c, "bad_request", err);
+        conn_bad(c, "bad_request", err->message);
+        g_error_free(err);
         return;
     }
     c->bad_frames = 0;

@@ -33,7 +33,7 @@ struct chat_msg {
 
 /* Parse one text frame. SL_OK fills *out (free with chat_msg_clear); SL_EPROTO sets *err to a
  * static message for the client's error frame. Never reads past len; buf need not end in NUL. */
-int chat_msg_parse(const char *buf, size_t len, struct chat_msg *out, const char **err);
+int chat_msg_parse(const char *buf, size_t len, struct chat_msg *out, GError **err);
 void chat_msg_clear(struct chat_msg *m);
 
 /* Strip control characters and surrounding white space from valid UTF-8 text. Returns a new
@@ -75,8 +75,8 @@ struct chat_frame *chat_frame_json(json_t *j, enum chat_frame_kind kind);
 
 /* ---- the hub (hub.c) and its HTTP endpoints (moderation.c) ---- */
 
-#define CHAT_WORDS_MAX    500
-#define CHAT_WORD_CHARS   64
+#define CHAT_WORDS_MAX  500
+#define CHAT_WORD_CHARS 64
 
 struct chat {
     sl_server *srv;
@@ -102,9 +102,9 @@ int chat_channel_pavilion(struct redisReply *reply, char pav[3]);
 void chat_moderation_routes(struct chat *chat);
 /* Validate a banned-word list body {"words":[...]}; returns the cleaned array or NULL with
  * *err set. Pure; fuzzed with the client parser. */
-json_t *chat_words_validate(json_t *body, const char **err);
+json_t *chat_words_validate(json_t *body, GError **err);
 /* Validate a moderation body; returns {"action", "user"?, "message_id"?, "duration_ms"} or NULL
  * with *err set. Pure; fuzzed. */
-json_t *chat_moderation_validate(json_t *body, const char **err);
+json_t *chat_moderation_validate(json_t *body, GError **err);
 
 #endif

@@ -64,7 +64,7 @@ static gboolean mod_may(const struct mod_req *m, enum sl_role min_role, const ch
 
 /* ---- POST /api/v1/channels/{id}/moderation ---- */
 
-json_t *chat_moderation_validate(json_t *body, const char **err)
+json_t *chat_moderation_validate(json_t *body, GError **err)
 {
     const char *action = json_string_value(json_object_get(body, "action"));
     static const char *const actions[] = {"mute", "unmute", "ban", "unban", "delete", NULL};
@@ -72,7 +72,8 @@ json_t *chat_moderation_validate(json_t *body, const char **err)
     for (int i = 0; action && actions[i]; i++)
         known = known || strcmp(action, actions[i]) == 0;
     if (!known) {
-        *err = "action must be mute, unmute, ban, unban or delete";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "action must be mute, unmute, ban, unban or delete");
         return NULL;
     }
     json_t *out = json_pack("{s:s}", "action", action);
@@ -81,7 +82,8 @@ json_t *chat_moderation_validate(json_t *body, const char **err)
         struct chat_stream_id id;
         if (!json_is_string(mid) ||
             chat_stream_id_parse(json_string_value(mid), json_string_length(mid), &id) != SL_OK) {
-            *err = "delete needs the message_id of a chat message";
+            g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                                "delete needs the message_id of a chat message");
             json_decref(out);
             return NULL;
         }
@@ -91,7 +93,8 @@ json_t *chat_moderation_validate(json_t *body, const char **err)
     }
     json_t *user = json_object_get(body, "user");
     if (!json_is_string(user) || !sl_id_valid(json_string_value(user), json_string_length(user))) {
-        *err = "user must be the user id (sub) of a token";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "user must be the user id (sub) of a token");
         json_decref(out);
         return NULL;
     }
@@ -101,7 +104,8 @@ json_t *chat_moderation_validate(json_t *body, const char **err)
     if (d && !json_is_null(d)) {
         if (!json_is_integer(d) || json_integer_value(d) < 1 ||
             json_integer_value(d) > MODERATION_MAX_S) {
-            *err = "duration_s must be an integer from 1 to 31622400";
+            g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                                "duration_s must be an integer from 1 to 31622400");
             json_decref(out);
             return NULL;
         }
@@ -194,11 +198,12 @@ static void moderation_post(sl_http_req *req, void *user)
     json_t *body = NULL;
     struct mod_req *m = mod_begin(req, user, "id", TRUE, &body);
     if (m == NULL) return;
-    const char *err = NULL;
+    GError *err = NULL;
     m->doc = chat_moderation_validate(body, &err);
     json_decref(body);
     if (m->doc == NULL) {
-        mod_error(m, 400, "bad_request", err);
+        mod_error(m, 400, "bad_request", err->message);
+        g_error_free(err);
         return;
     }
     if (m->who.role < SL_ROLE_HOST) { /* no need to read the channel to refuse a viewer */
@@ -212,11 +217,12 @@ static void moderation_post(sl_http_req *req, void *user)
 
 /* ---- banned words: PUT/GET /api/v1/pavilions/{code}/banned-words (consul, admin) ---- */
 
-json_t *chat_words_validate(json_t *body, const char **err)
+json_t *chat_words_validate(json_t *body, GError **err)
 {
     json_t *words = json_object_get(body, "words");
     if (!json_is_array(words) || json_array_size(words) > CHAT_WORDS_MAX) {
-        *err = "words must be an array of at most 500 strings";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "words must be an array of at most 500 strings");
         return NULL;
     }
     json_t *out = json_array();
@@ -228,7 +234,8 @@ json_t *chat_words_validate(json_t *body, const char **err)
                                                           json_string_length(w), CHAT_WORD_CHARS)
                                         : NULL;
         if (clean == NULL) {
-            *err = "each word must be 1 to 64 characters of text";
+            g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                                "each word must be 1 to 64 characters of text");
             json_decref(out);
             return NULL;
         }
@@ -289,11 +296,12 @@ static void words_handle(sl_http_req *req, struct chat *chat, gboolean put)
         return;
     }
     if (put) {
-        const char *err = NULL;
+        GError *err = NULL;
         m->doc = chat_words_validate(body, &err);
         json_decref(body);
         if (m->doc == NULL) {
-            mod_error(m, 400, "bad_request", err);
+            mod_error(m, 400, "bad_request", err->message);
+            g_error_free(err);
             return;
         }
     }

@@ -12,12 +12,13 @@ static const char *str_field(json_t *o, const char *k, size_t *len)
     return json_string_value(v);
 }
 
-static int parse_join(json_t *j, struct chat_msg *out, const char **err)
+static int parse_join(json_t *j, struct chat_msg *out, GError **err)
 {
     size_t n = 0;
     const char *channel = str_field(j, "channel", &n);
     if (channel == NULL || !sl_id_valid(channel, n)) {
-        *err = "join needs a channel id of [A-Za-z0-9_-]{1,64}";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "join needs a channel id of [A-Za-z0-9_-]{1,64}");
         return SL_EPROTO;
     }
     memcpy(out->channel, channel, n);
@@ -27,7 +28,7 @@ static int parse_join(json_t *j, struct chat_msg *out, const char **err)
     if (tok && !json_is_null(tok)) {
         const char *t = str_field(j, "token", &n);
         if (t == NULL || n == 0 || n > CHAT_TOKEN_MAX || memchr(t, '\0', n)) {
-            *err = "token must be a JWT string";
+            g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID, "token must be a JWT string");
             return SL_EPROTO;
         }
         out->token = g_strndup(t, n);
@@ -36,7 +37,8 @@ static int parse_join(json_t *j, struct chat_msg *out, const char **err)
     if (since && !json_is_null(since)) {
         const char *s = str_field(j, "since", &n);
         if (s == NULL || (n > 0 && chat_stream_id_parse(s, n, &out->since) != SL_OK)) {
-            *err = "since must be an event id from this channel";
+            g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                                "since must be an event id from this channel");
             return SL_EPROTO;
         }
         if (n > 0) {
@@ -49,32 +51,33 @@ static int parse_join(json_t *j, struct chat_msg *out, const char **err)
     return SL_OK;
 }
 
-int chat_msg_parse(const char *buf, size_t len, struct chat_msg *out, const char **err)
+int chat_msg_parse(const char *buf, size_t len, struct chat_msg *out, GError **err)
 {
     memset(out, 0, sizeof *out);
     if (len > CHAT_FRAME_MAX) {
-        *err = "frames are limited to 4096 bytes";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID, "frames are limited to 4096 bytes");
         return SL_EPROTO;
     }
     json_error_t je;
     json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
     if (j == NULL || !json_is_object(j)) {
         json_decref(j);
-        *err = "a frame must be one JSON object";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID, "a frame must be one JSON object");
         return SL_EPROTO;
     }
     int rc = SL_EPROTO;
     size_t n = 0;
     const char *type = str_field(j, "type", &n);
     if (type == NULL) {
-        *err = "the frame has no type";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID, "the frame has no type");
     } else if (strcmp(type, "join") == 0) {
         rc = parse_join(j, out, err);
     } else if (strcmp(type, "chat") == 0) {
         const char *text = str_field(j, "text", &n);
         out->text = text ? chat_text_clean(text, n, CHAT_TEXT_MAX) : NULL;
         if (out->text == NULL) {
-            *err = "chat text must be 1 to 500 characters of UTF-8";
+            g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                                "chat text must be 1 to 500 characters of UTF-8");
         } else {
             out->type = CHAT_MSG_CHAT;
             rc = SL_OK;
@@ -83,7 +86,7 @@ int chat_msg_parse(const char *buf, size_t len, struct chat_msg *out, const char
         out->type = CHAT_MSG_PING;
         rc = SL_OK;
     } else {
-        *err = "unknown message type";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID, "unknown message type");
     }
     json_decref(j);
     if (rc != SL_OK) chat_msg_clear(out);

@@ -136,10 +136,11 @@ static void pavilion_create(sl_http_req *req, void *user)
 {
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_auth(c) || !cm_may(c, SL_ROLE_ADMIN, NULL) || !cm_body(c)) return;
-    const char *err = NULL;
+    GError *err = NULL;
     c->doc = cm_validate_pavilion(c->body, &err);
     if (c->doc == NULL) {
-        cm_error_static(c, 400, "bad_request", err);
+        cm_error(c, 400, "bad_request", "%s", err->message);
+        g_error_free(err);
         return;
     }
     json_object_set_new(c->doc, "created_at_ms", json_integer(sl_now_ms()));
@@ -179,10 +180,11 @@ static void product_create(sl_http_req *req, void *user)
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "code") || !cm_auth(c) || !cm_may(c, SL_ROLE_CONSUL, c->id) || !cm_body(c))
         return;
-    const char *err = NULL;
+    GError *err = NULL;
     c->doc = cm_validate_product(c->body, &err);
     if (c->doc == NULL) {
-        cm_error_static(c, 400, "bad_request", err);
+        cm_error(c, 400, "bad_request", "%s", err->message);
+        g_error_free(err);
         return;
     }
     json_object_set_new(c->doc, "pavilion", json_string(c->id));
@@ -266,10 +268,11 @@ static void channel_create(sl_http_req *req, void *user)
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_path_id(c, "code") || !cm_auth(c) || !cm_may(c, SL_ROLE_CONSUL, c->id) || !cm_body(c))
         return;
-    const char *err = NULL;
+    GError *err = NULL;
     c->doc = cm_validate_channel(c->body, &err);
     if (c->doc == NULL) {
-        cm_error_static(c, 400, "bad_request", err);
+        cm_error(c, 400, "bad_request", "%s", err->message);
+        g_error_free(err);
         return;
     }
     /* 240 bits from getrandom: the key is the publisher's only credential */

@@ -83,11 +83,11 @@ void cm_create_args_clear(struct cm_create_args *a);
 
 /* ---- validate.c: request bodies (pure; fuzzed) ---- */
 /* Each returns a new document (the stored form) or NULL with *err set to a static message. */
-json_t *cm_validate_pavilion(json_t *body, const char **err);
-json_t *cm_validate_channel(json_t *body, const char **err);
-json_t *cm_validate_product(json_t *body, const char **err);
+json_t *cm_validate_pavilion(json_t *body, GError **err);
+json_t *cm_validate_channel(json_t *body, GError **err);
+json_t *cm_validate_product(json_t *body, GError **err);
 /* Sale fields (channel, sku, quantity, price_cny_fen?, per_user_limit, hold_ttl_s, starts/ends). */
-json_t *cm_validate_sale(json_t *body, int64_t now_ms, const char **err);
+json_t *cm_validate_sale(json_t *body, int64_t now_ms, GError **err);
 gboolean cm_valid_country(const char *code);
 
 /* ---- catalog.c ---- */

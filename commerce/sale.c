@@ -263,10 +263,11 @@ static void sale_create(sl_http_req *req, void *user)
 {
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_auth(c) || !cm_may(c, SL_ROLE_CONSUL, c->who.pav) || !cm_body(c)) return;
-    const char *err = NULL;
+    GError *err = NULL;
     c->doc = cm_validate_sale(c->body, sl_now_ms(), &err);
     if (c->doc == NULL) {
-        cm_error_static(c, 400, "bad_request", err);
+        cm_error(c, 400, "bad_request", "%s", err->message);
+        g_error_free(err);
         return;
     }
     cm_cmd(c, sale_parents_loaded, "MGET " SL_KEY_CHANNEL " " SL_KEY_PRODUCT,

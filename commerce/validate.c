@@ -80,22 +80,25 @@ static gboolean int_in(json_t *v, int64_t lo, int64_t hi, int64_t *out)
     return TRUE;
 }
 
-json_t *cm_validate_pavilion(json_t *body, const char **err)
+json_t *cm_validate_pavilion(json_t *body, GError **err)
 {
     json_t *code = json_object_get(body, "code");
     if (!json_is_string(code) || !cm_valid_country(json_string_value(code))) {
-        *err = "code must be an ISO 3166-1 alpha-2 country code (e.g. \"CL\")";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "code must be an ISO 3166-1 alpha-2 country code (e.g. \"CL\")");
         return NULL;
     }
     json_t *name = localized(json_object_get(body, "name"));
     if (name == NULL) {
-        *err = "name must be an object of texts with \"en\" and/or \"zh\"";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "name must be an object of texts with \"en\" and/or \"zh\"");
         return NULL;
     }
     json_t *cur = json_object_get(body, "currency");
     if (!json_is_string(cur) || !valid_currency(json_string_value(cur))) {
         json_decref(name);
-        *err = "currency must be an ISO 4217 code (e.g. \"CLP\")";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "currency must be an ISO 4217 code (e.g. \"CLP\")");
         return NULL;
     }
     json_t *langs = json_object_get(body, "languages");
@@ -119,7 +122,9 @@ json_t *cm_validate_pavilion(json_t *body, const char **err)
         if (!ok) {
             json_decref(name);
             json_decref(lang_copy);
-            *err = "languages must be an array of language tags (e.g. [\"es\",\"zh\"])";
+            g_set_error_literal(
+                err, SL_ERROR, SL_ERROR_INVALID,
+                "languages must be an array of language tags (e.g. [\"es\",\"zh\"])");
             return NULL;
         }
     }
@@ -127,16 +132,17 @@ json_t *cm_validate_pavilion(json_t *body, const char **err)
                      "languages", lang_copy);
 }
 
-json_t *cm_validate_channel(json_t *body, const char **err)
+json_t *cm_validate_channel(json_t *body, GError **err)
 {
     json_t *id = json_object_get(body, "id");
     if (!valid_id_value(id)) {
-        *err = "id must match [A-Za-z0-9_-]{1,64}";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID, "id must match [A-Za-z0-9_-]{1,64}");
         return NULL;
     }
     json_t *title = localized(json_object_get(body, "title"));
     if (title == NULL) {
-        *err = "title must be an object of texts with \"en\" and/or \"zh\"";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "title must be an object of texts with \"en\" and/or \"zh\"");
         return NULL;
     }
     return json_pack("{s:O, s:o}", "id", id, "title", title);
@@ -155,11 +161,11 @@ static gboolean valid_url(json_t *v)
     return TRUE;
 }
 
-json_t *cm_validate_product(json_t *body, const char **err)
+json_t *cm_validate_product(json_t *body, GError **err)
 {
     json_t *sku = json_object_get(body, "sku");
     if (!valid_id_value(sku)) {
-        *err = "sku must match [A-Za-z0-9_-]{1,64}";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID, "sku must match [A-Za-z0-9_-]{1,64}");
         return NULL;
     }
     json_t *price = json_object_get(body, "price");
@@ -168,28 +174,35 @@ json_t *cm_validate_product(json_t *body, const char **err)
     if (!json_is_object(price) ||
         !int_in(json_object_get(price, "amount_minor"), 0, PRICE_MAX, &amount) ||
         !json_is_string(cur) || !valid_currency(json_string_value(cur))) {
-        *err = "price must be {\"amount_minor\": integer >= 0, \"currency\": ISO 4217 code}";
+        g_set_error_literal(
+            err, SL_ERROR, SL_ERROR_INVALID,
+            "price must be {\"amount_minor\": integer >= 0, \"currency\": ISO 4217 code}");
         return NULL;
     }
     if (!int_in(json_object_get(body, "price_cny_fen"), 0, PRICE_MAX, &cny)) {
-        *err = "price_cny_fen must be an integer >= 0 (CNY in fen)";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "price_cny_fen must be an integer >= 0 (CNY in fen)");
         return NULL;
     }
     json_t *loc = json_object_get(body, "stock_location");
     const char *l = json_string_value(loc);
     if (l == NULL ||
         (strcmp(l, "bonded_sh") && strcmp(l, "overseas") && strcmp(l, "direct_mail"))) {
-        *err = "stock_location must be \"bonded_sh\", \"overseas\" or \"direct_mail\"";
+        g_set_error_literal(
+            err, SL_ERROR, SL_ERROR_INVALID,
+            "stock_location must be \"bonded_sh\", \"overseas\" or \"direct_mail\"");
         return NULL;
     }
     json_t *img = json_object_get(body, "image_url");
     if (img && !json_is_null(img) && !valid_url(img)) {
-        *err = "image_url must be an http(s) URL or a path";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "image_url must be an http(s) URL or a path");
         return NULL;
     }
     json_t *title = localized(json_object_get(body, "title"));
     if (title == NULL) {
-        *err = "title must be an object of texts with \"en\" and/or \"zh\"";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "title must be an object of texts with \"en\" and/or \"zh\"");
         return NULL;
     }
     json_t *doc = json_pack("{s:O, s:o, s:{s:I, s:O}, s:I, s:s}", "sku", sku, "title", title,
@@ -199,41 +212,47 @@ json_t *cm_validate_product(json_t *body, const char **err)
     return doc;
 }
 
-json_t *cm_validate_sale(json_t *body, int64_t now_ms, const char **err)
+json_t *cm_validate_sale(json_t *body, int64_t now_ms, GError **err)
 {
     json_t *channel = json_object_get(body, "channel"), *sku = json_object_get(body, "sku");
     if (!valid_id_value(channel) || !valid_id_value(sku)) {
-        *err = "channel and sku must be ids";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID, "channel and sku must be ids");
         return NULL;
     }
     int64_t qty, limit = 1, ttl = 300, price = -1, starts = 0, ends = 0;
     if (!int_in(json_object_get(body, "quantity"), 1, QUANTITY_MAX, &qty)) {
-        *err = "quantity must be an integer from 1 to 1000000";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "quantity must be an integer from 1 to 1000000");
         return NULL;
     }
     json_t *v;
     if ((v = json_object_get(body, "per_user_limit")) && !int_in(v, 1, qty, &limit)) {
-        *err = "per_user_limit must be an integer from 1 to quantity";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "per_user_limit must be an integer from 1 to quantity");
         return NULL;
     }
     if ((v = json_object_get(body, "hold_ttl_s")) && !int_in(v, 5, 3600, &ttl)) {
-        *err = "hold_ttl_s must be an integer from 5 to 3600";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "hold_ttl_s must be an integer from 5 to 3600");
         return NULL;
     }
     if ((v = json_object_get(body, "price_cny_fen")) && !int_in(v, 0, PRICE_MAX, &price)) {
-        *err = "price_cny_fen must be an integer >= 0";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "price_cny_fen must be an integer >= 0");
         return NULL;
     }
     /* times within ten years either way: a seconds value sent by mistake is caught here */
     const int64_t span = 10LL * 365 * 24 * 3600 * 1000;
     if ((v = json_object_get(body, "starts_at_ms")) && !json_is_null(v) &&
         !int_in(v, now_ms - span, now_ms + span, &starts)) {
-        *err = "starts_at_ms must be Unix milliseconds";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "starts_at_ms must be Unix milliseconds");
         return NULL;
     }
     if ((v = json_object_get(body, "ends_at_ms")) && !json_is_null(v) &&
         (!int_in(v, now_ms - span, now_ms + span, &ends) || ends <= MAX(starts, now_ms))) {
-        *err = "ends_at_ms must be Unix milliseconds after starts_at_ms and now";
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "ends_at_ms must be Unix milliseconds after starts_at_ms and now");
         return NULL;
     }
     return json_pack("{s:O, s:O, s:I, s:I, s:I, s:I, s:I, s:I}", "channel", channel, "sku", sku,

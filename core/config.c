@@ -118,7 +118,7 @@ int sl_config_load_file(struct sl_config *c, const char *path, GError **err)
     GError *e = NULL;
     GKeyFile *kf = g_key_file_new();
     if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &e)) {
-        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "config %s: %s", path, e->message);
+        g_set_error(err, SL_ERROR, SL_ERROR_INVALID, "config %s: %s", path, e->message);
         g_error_free(e);
         g_key_file_free(kf);
         return SL_ERR;
@@ -144,8 +144,7 @@ int sl_config_load_file(struct sl_config *c, const char *path, GError **err)
     if (rc == SL_OK && g_key_file_has_key(kf, "redis", "timeout_ms", NULL)) {
         int t = g_key_file_get_integer(kf, "redis", "timeout_ms", &e);
         if (e == NULL && (t < 10 || t > 60000))
-            g_set_error(&e, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-                        "[redis] timeout_ms must be 10..60000");
+            g_set_error(&e, SL_ERROR, SL_ERROR_INVALID, "[redis] timeout_ms must be 10..60000");
         if (e != NULL)
             rc = SL_ERR;
         else
@@ -162,7 +161,7 @@ int sl_config_load_file(struct sl_config *c, const char *path, GError **err)
     g_free(rtmp);
     g_free(modules);
     if (rc != SL_OK) {
-        g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "config %s: %s", path,
+        g_set_error(err, SL_ERROR, SL_ERROR_INVALID, "config %s: %s", path,
                     e ? e->message : "invalid value");
         g_clear_error(&e);
         g_key_file_free(kf);
@@ -179,8 +178,7 @@ static char *secret_generate(GError **err)
     guint8 raw[32];
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || read(fd, raw, sizeof raw) != (ssize_t)sizeof raw) {
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
-                    "cannot read /dev/urandom: %s", g_strerror(errno));
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "cannot read /dev/urandom: %s", g_strerror(errno));
         if (fd >= 0) close(fd);
         return NULL;
     }
@@ -201,8 +199,8 @@ int sl_config_resolve_secret(struct sl_config *c, GError **err)
         return SL_OK;
     }
     if (g_mkdir_with_parents(c->data_dir, 0700) != 0) {
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
-                    "cannot create data dir %s: %s", c->data_dir, g_strerror(errno));
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "cannot create data dir %s: %s", c->data_dir,
+                    g_strerror(errno));
         return SL_ERR;
     }
     char *path = g_build_filename(c->data_dir, "secret", NULL);
@@ -233,8 +231,7 @@ int sl_config_resolve_secret(struct sl_config *c, GError **err)
     }
     size_t n = strlen(fresh);
     if (fd < 0 || write(fd, fresh, n) != (ssize_t)n || fsync(fd) != 0) {
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "cannot write %s: %s", path,
-                    g_strerror(errno));
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "cannot write %s: %s", path, g_strerror(errno));
         if (fd >= 0) close(fd);
         g_free(fresh);
         g_free(path);
@@ -256,7 +253,7 @@ int sl_config_get_int(const struct sl_config *c, const char *section, const char
     gint64 v = g_key_file_get_int64(c->file, section, key, &e);
     if (e || v < min || v > max) {
         g_clear_error(&e);
-        g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+        g_set_error(err, SL_ERROR, SL_ERROR_INVALID,
                     "[%s] %s must be an integer from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT,
                     section, key, (gint64)min, (gint64)max);
         return SL_ERR;

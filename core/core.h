@@ -219,6 +219,22 @@ typedef void (*sl_pubsub_cb)(const char *channel, const char *msg, size_t len, v
 void sl_pubsub_subscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user);
 void sl_pubsub_unsubscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user);
 
+/* ---- errors: one convention ----
+ * A function that can fail takes GError **err last and sets it in the SL_ERROR domain: a code a
+ * caller can act on and a message written for people, naming the cause. Callers pass it up
+ * unchanged or turn it into the answer (an HTTP error body, a WebSocket error frame, an exit
+ * status with one line on stderr). Return values say only whether it failed (SL_OK/SL_ERR/
+ * SL_EPROTO, or NULL). */
+#define SL_ERROR (sl_error_quark())
+GQuark sl_error_quark(void);
+enum sl_error_code {
+    SL_ERROR_INVALID = 1, /* bad input from a person or a peer: 400, exit status 2 */
+    SL_ERROR_NOT_FOUND,   /* what was named does not exist */
+    SL_ERROR_CONFLICT,    /* it exists already or is taken (a second publisher) */
+    SL_ERROR_UNAVAILABLE, /* a dependency (Redis) cannot be reached: 503, try again */
+    SL_ERROR_IO,          /* the system refused: a file, a socket, a library */
+};
+
 /* ---- server and modules ---- */
 
 struct sl_module {
@@ -243,6 +259,12 @@ void sl_server_add_module(sl_server *srv, const struct sl_module *m);
 void sl_server_add_protocol(sl_server *srv, const struct lws_protocols *p);
 /* Bring up Redis, modules and listeners. SL_OK, or SL_ERR with *err and *exit_code set. */
 int sl_server_start(sl_server *srv, GError **err, int *exit_code);
+/* Every route the compiled-in modules serve, as "METHOD /pattern" (g_ptr_array_unref), found by
+ * running the modules' init without starting anything; for `silklive routes` and the test that
+ * holds docs/openapi.json to them. The server cannot be started afterwards; NULL with *err. */
+GPtrArray *sl_server_routes(sl_server *srv, GError **err);
+/* docs/openapi.json, the description of the HTTP API served at /api/v1/openapi.json */
+extern const char sl_openapi_json[];
 /* Run the loop until SIGTERM/SIGINT or sl_server_stop, then shut down gracefully. */
 void sl_server_run(sl_server *srv);
 void sl_server_stop(sl_server *srv);

@@ -73,8 +73,7 @@ embedded_redis *embedded_redis_start(GMainContext *ctx, const char *binary, cons
 {
     char *dir = g_build_filename(data_dir, "redis", NULL);
     if (g_mkdir_with_parents(dir, 0700) != 0) {
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "cannot create %s: %s", dir,
-                    g_strerror(errno));
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "cannot create %s: %s", dir, g_strerror(errno));
         g_free(dir);
         return NULL;
     }

@@ -155,7 +155,7 @@ evloop *evloop_new(GMainContext *ctx, GError **err)
     g_hash_table_unref(before);
     if (fd < 0) {
         if (loop != NULL) ev_loop_destroy(loop);
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot create libev's epoll loop");
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "cannot create libev's epoll loop");
         return NULL;
     }
     ev_set_invoke_pending_cb(loop, invoke_later);

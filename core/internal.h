@@ -46,6 +46,8 @@ router *router_new(void);
 void router_free(router *r);
 /* At most ROUTE_CAPTURES_MAX captures per pattern. */
 void router_add(router *r, const char *method, const char *pattern, sl_http_handler fn, void *user);
+/* Every route as "METHOD /pattern", in the order they were added (owned strings). */
+GPtrArray *router_list(const router *r);
 /* Match a decoded path, without allocating. ROUTE_FOUND sets *out and fills caps when non-NULL;
  * ROUTE_BAD_METHOD appends the allowed methods to allow ("GET, POST") when non-NULL. */
 enum route_result router_match(const router *r, const char *method, const char *path,

@@ -53,8 +53,8 @@ static int parse_trusted(struct peer_limits *p, const char *list, GError **err)
         GError *e = NULL;
         GInetAddressMask *m = g_inet_address_mask_new_from_string(s, &e);
         if (m == NULL) {
-            g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-                        "[limits] trusted_proxies: %s: %s", s, e->message);
+            g_set_error(err, SL_ERROR, SL_ERROR_INVALID, "[limits] trusted_proxies: %s: %s", s,
+                        e->message);
             g_clear_error(&e);
             rc = SL_ERR;
         } else {

@@ -793,7 +793,7 @@ int redis_connect_wait(sl_redis *r, int timeout_ms, GError **err)
     g_source_destroy(deadline);
     g_source_unref(deadline);
     if (r->connected) return SL_OK;
-    g_set_error(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED, "cannot connect to Redis at %s: %s",
+    g_set_error(err, SL_ERROR, SL_ERROR_UNAVAILABLE, "cannot connect to Redis at %s: %s",
                 r->url_text, r->last_error ? r->last_error : "timed out");
     return SL_ERR;
 }

@@ -58,6 +58,18 @@ void router_add(router *r, const char *method, const char *pattern, sl_http_hand
     g_ptr_array_add(r->routes, rt);
 }
 
+GPtrArray *router_list(const router *r)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < r->routes->len; i++) {
+        const struct route *rt = r->routes->pdata[i];
+        char *path = g_strjoinv("/", rt->segments);
+        g_ptr_array_add(out, g_strdup_printf("%s /%s", rt->method, path));
+        g_free(path);
+    }
+    return out;
+}
+
 /* TRUE when the path (after its leading '/') fits the pattern segment by segment; captures go
  * into caps when non-NULL. Runs on every request: it walks the path in place. */
 static gboolean route_fits(const struct route *rt, const char *path, struct route_captures *caps)

@@ -211,6 +211,15 @@ static void handle_healthz(sl_http_req *req, void *user)
     sl_http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* docs/openapi.json, compiled in (core/CMakeLists.txt) so the description always matches the
+ * binary that serves it. */
+static void handle_openapi(sl_http_req *req, void *user)
+{
+    static GBytes *body;
+    if (body == NULL) body = g_bytes_new_static(sl_openapi_json, strlen(sl_openapi_json));
+    sl_http_reply(req, 200, "application/json", g_bytes_ref(body), NULL);
+}
+
 struct readyz_ctx {
     sl_http_req *req; /* owned reference */
     gint64 started_us;
@@ -308,15 +317,15 @@ static int lock_data_dir(sl_server *srv, GError **err)
 {
     const char *dir = srv->cfg->data_dir;
     if (g_mkdir_with_parents(dir, 0700) != 0) {
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno),
-                    "cannot create data dir %s: %s", dir, g_strerror(errno));
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "cannot create data dir %s: %s", dir,
+                    g_strerror(errno));
         return SL_ERR;
     }
     char *path = g_build_filename(dir, "silklive.lock", NULL);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
-        g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(e), "data dir %s: %s", dir,
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "data dir %s: %s", dir,
                     e == EWOULDBLOCK ? "in use by another silklive" : g_strerror(e));
         if (fd >= 0) close(fd);
         g_free(path);
@@ -340,7 +349,7 @@ static int probe_listen(const char *what, const char *host, int port, GError **e
     g_snprintf(service, sizeof service, "%d", port);
     int gai = getaddrinfo(host, service, &hints, &res);
     if (gai != 0) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "%s address %s: %s", what, host,
+        g_set_error(err, SL_ERROR, SL_ERROR_INVALID, "%s address %s: %s", what, host,
                     gai_strerror(gai));
         return SL_ERR;
     }
@@ -348,8 +357,8 @@ static int probe_listen(const char *what, const char *host, int port, GError **e
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
-        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno), "cannot listen on %s %s:%d: %s",
-                    what, host, port, g_strerror(errno));
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "cannot listen on %s %s:%d: %s", what, host, port,
+                    g_strerror(errno));
         rc = SL_ERR;
     }
     if (fd >= 0) close(fd);
@@ -458,12 +467,12 @@ static int start_lws(sl_server *srv, GError **err)
     srv->lws = lws_create_context(&info);
     if (srv->lws == NULL) {
         g_set_error(
-            err, G_IO_ERROR, G_IO_ERROR_FAILED,
+            err, SL_ERROR, SL_ERROR_IO,
             "cannot create the libwebsockets context (is libwebsockets-evlib-ev installed?)");
         return SL_ERR;
     }
     if (evloop_attach(srv->evloop, srv->lws) != SL_OK) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED,
+        g_set_error(err, SL_ERROR, SL_ERROR_IO,
                     "libwebsockets %s keeps its timers in an unknown layout", LWS_LIBRARY_VERSION);
         return SL_ERR;
     }
@@ -477,8 +486,8 @@ static int start_lws(sl_server *srv, GError **err)
     info.listen_accept_protocol = "http-reject";
     info.user = srv;
     if (lws_create_vhost(srv->lws, &info) == NULL) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot listen on HTTP %s:%d",
-                    c->listen_host, c->listen_port);
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "cannot listen on HTTP %s:%d", c->listen_host,
+                    c->listen_port);
         return SL_ERR;
     }
     return SL_OK;
@@ -501,8 +510,7 @@ int sl_server_listen_raw(sl_server *srv, const char *what, const char *host, int
     info.user = vhost_user;
     info.timeout_secs = 10;
     if (lws_create_vhost(srv->lws, &info) == NULL) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "cannot listen on %s %s:%d", what, host,
-                    port);
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "cannot listen on %s %s:%d", what, host, port);
         return SL_ERR;
     }
     g_message("silklive serving %s on %s:%d", what, host, port);
@@ -534,6 +542,27 @@ static void ensure_dirs(const struct sl_config *c)
         g_warning("cannot create media dir %s: %s", c->media_dir, g_strerror(errno));
 }
 
+/* The modules' init registers their routes; the operations endpoints and the API's own
+ * description are always on. */
+static int init_modules(sl_server *srv, GError **err)
+{
+    for (guint i = 0; i < srv->modules->len; i++) {
+        const struct sl_module *m = srv->modules->pdata[i];
+        if (m->init && m->init(srv, err) != SL_OK) return SL_ERR;
+    }
+    sl_http_route(srv, "GET", "/healthz", handle_healthz, srv);
+    sl_http_route(srv, "GET", "/readyz", handle_readyz, srv);
+    sl_http_route(srv, "GET", "/metrics", handle_metrics, srv);
+    sl_http_route(srv, "GET", "/api/v1/openapi.json", handle_openapi, srv);
+    return SL_OK;
+}
+
+GPtrArray *sl_server_routes(sl_server *srv, GError **err)
+{
+    if (init_modules(srv, err) != SL_OK) return NULL;
+    return router_list(srv->routes);
+}
+
 int sl_server_start(sl_server *srv, GError **err, int *exit_code)
 {
     struct sl_config *c = srv->cfg;
@@ -550,13 +579,7 @@ int sl_server_start(sl_server *srv, GError **err, int *exit_code)
     if (sl_config_resolve_secret(c, err) != SL_OK) return SL_ERR;
     ensure_dirs(c);
 
-    for (guint i = 0; i < srv->modules->len; i++) {
-        const struct sl_module *m = srv->modules->pdata[i];
-        if (m->init && m->init(srv, err) != SL_OK) return SL_ERR;
-    }
-    sl_http_route(srv, "GET", "/healthz", handle_healthz, srv);
-    sl_http_route(srv, "GET", "/readyz", handle_readyz, srv);
-    sl_http_route(srv, "GET", "/metrics", handle_metrics, srv);
+    if (init_modules(srv, err) != SL_OK) return SL_ERR;
 
     srv->peers = peer_limits_new(c, err);
     gboolean sentinel = g_str_has_prefix(c->redis_url, "sentinel://");

@@ -1,5 +1,8 @@
-/* util: the id grammar of api.md, the wall clock and integers as text, shared by every module. */
+/* util: the id grammar of api.md, the wall clock, integers as text and the error domain, shared
+ * by every module. */
 #include "core.h"
+
+G_DEFINE_QUARK(silklive - error - quark, sl_error)
 
 gboolean sl_id_valid(const char *s, size_t len)
 {

@@ -435,7 +435,7 @@ static int ingest_init(sl_server *srv, GError **err)
 {
     const struct sl_config *cfg = sl_server_config(srv);
     if (!(cfg->modules & SL_MODULE_TRANSCODE)) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+        g_set_error(err, SL_ERROR, SL_ERROR_INVALID,
                     "module ingest needs transcode on the same node: add it to --modules");
         return SL_ERR;
     }

@@ -32,7 +32,7 @@ static int64_t packet_pdt(const AVFormatContext *in, const AVPacket *pkt, int64_
     return seg_pdt + av_rescale_q(ts - start, tb, MS);
 }
 
-static int open_input(const char *path, AVFormatContext **in, int *v, int *a, char **err)
+static int open_input(const char *path, AVFormatContext **in, int *v, int *a, GError **err)
 {
     *in = NULL;
     int rc = avformat_open_input(in, path, NULL, NULL);
@@ -40,7 +40,7 @@ static int open_input(const char *path, AVFormatContext **in, int *v, int *a, ch
     if (rc < 0) {
         char text[128];
         av_strerror(rc, text, sizeof text);
-        *err = g_strdup_printf("%s: %s", path, text);
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "%s: %s", path, text);
         avformat_close_input(in);
         return -1;
     }
@@ -54,9 +54,7 @@ static int64_t keyframe_before(const struct highlight_input *first, int64_t star
 {
     AVFormatContext *in;
     int v, a;
-    char *err = NULL;
-    if (open_input(first->path, &in, &v, &a, &err) < 0) {
-        g_free(err);
+    if (open_input(first->path, &in, &v, &a, NULL) < 0) {
         return first->pdt_ms;
     }
     int64_t best = -1;
@@ -78,7 +76,7 @@ static int64_t keyframe_before(const struct highlight_input *first, int64_t star
 }
 
 static int open_output(struct cut *c, const char *path, AVFormatContext *in, int v, int a,
-                       char **err)
+                       GError **err)
 {
     int rc = avformat_alloc_output_context2(&c->out, NULL, "mp4", path);
     int idx[2] = {v, a};
@@ -106,7 +104,7 @@ static int open_output(struct cut *c, const char *path, AVFormatContext *in, int
     if (rc < 0) {
         char text[128];
         av_strerror(rc, text, sizeof text);
-        *err = g_strdup_printf("%s: %s", path, text);
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "%s: %s", path, text);
         return -1;
     }
     return 0;
@@ -114,7 +112,7 @@ static int open_output(struct cut *c, const char *path, AVFormatContext *in, int
 
 /* Copy one segment's packets that fall in the clip. */
 static int copy_segment(struct cut *c, const struct highlight_input *seg, int64_t end,
-                        const char *out_path, char **err)
+                        const char *out_path, GError **err)
 {
     AVFormatContext *in;
     int v, a;
@@ -160,7 +158,7 @@ static int copy_segment(struct cut *c, const struct highlight_input *seg, int64_
             if (rc < 0) {
                 char text[128];
                 av_strerror(rc, text, sizeof text);
-                *err = g_strdup_printf("writing the clip: %s", text);
+                g_set_error(err, SL_ERROR, SL_ERROR_IO, "writing the clip: %s", text);
             }
         }
         av_packet_unref(pkt);
@@ -171,11 +169,10 @@ static int copy_segment(struct cut *c, const struct highlight_input *seg, int64_
 }
 
 int highlight_cut(GPtrArray *inputs, int64_t start_pdt, int64_t end_pdt, const char *path,
-                  int64_t *clip_start, int64_t *clip_end, char **err)
+                  int64_t *clip_start, int64_t *clip_end, GError **err)
 {
-    *err = NULL;
     if (inputs->len == 0) {
-        *err = g_strdup("no recorded segment covers the interval");
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_IO, "no recorded segment covers the interval");
         return SL_ERR;
     }
     av_log_set_level(AV_LOG_ERROR);
@@ -186,14 +183,15 @@ int highlight_cut(GPtrArray *inputs, int64_t start_pdt, int64_t end_pdt, const c
         rc = copy_segment(&c, inputs->pdata[i], end_pdt, tmp, err);
     }
     if (c.out) {
-        if (rc == 0 && av_write_trailer(c.out) < 0 && *err == NULL)
-            *err = g_strdup("cannot finish the MP4");
-        if (*err) rc = -1;
+        if (rc == 0 && av_write_trailer(c.out) < 0) {
+            g_set_error_literal(err, SL_ERROR, SL_ERROR_IO, "cannot finish the MP4");
+            rc = -1;
+        }
         avio_closep(&c.out->pb);
         avformat_free_context(c.out);
     }
     if (rc == 0 && g_rename(tmp, path) != 0) {
-        *err = g_strdup_printf("%s: %s", path, g_strerror(errno));
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "%s: %s", path, g_strerror(errno));
         rc = -1;
     }
     if (rc != 0) g_unlink(tmp);

@@ -184,9 +184,9 @@ struct highlight_input {
 
 /* Remux the part [start_pdt, end_pdt] of the segments (in order) into one MP4 at path, from the
  * keyframe at or before start_pdt; clip_start and clip_end tell what the clip covers. SL_ERR with
- * *err (g_free) on failure. Blocking: call it on a worker thread. */
+ * *err set on failure. Blocking: call it on a worker thread. */
 int highlight_cut(GPtrArray *inputs, int64_t start_pdt, int64_t end_pdt, const char *path,
-                  int64_t *clip_start, int64_t *clip_end, char **err);
+                  int64_t *clip_start, int64_t *clip_end, GError **err);
 
 /* ---- recording and highlights of a broadcast (record.c) ---- */
 

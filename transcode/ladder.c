@@ -27,7 +27,7 @@ gboolean ladder_parse(const char *spec, GArray *rungs, GError **err)
              rungs->len < REMUX_MAX_OUTPUTS - 1;
         g_free(h);
         if (!ok) {
-            g_set_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+            g_set_error(err, SL_ERROR, SL_ERROR_INVALID,
                         "ladder rung \"%s\": expected <height>p:<kbps>, e.g. 720p:2500 (at most "
                         "%d rungs)",
                         item, REMUX_MAX_OUTPUTS - 1);

@@ -670,12 +670,12 @@ transcode_stream *transcode_stream_open(sl_server *srv, const char *channel, GEr
 {
     struct transcode *tc = transcode_of(srv);
     if (tc == NULL) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "transcode is not enabled");
+        g_set_error(err, SL_ERROR, SL_ERROR_INVALID, "transcode is not enabled");
         return NULL;
     }
     struct hls_channel *ch = channel_get(tc, channel);
     if (ch->stream) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_BUSY, "channel %s already has a publisher",
+        g_set_error(err, SL_ERROR, SL_ERROR_CONFLICT, "channel %s already has a publisher",
                     channel);
         return NULL;
     }
@@ -683,8 +683,7 @@ transcode_stream *transcode_stream_open(sl_server *srv, const char *channel, GEr
                     err) != SL_OK)
         return NULL;
     if (g_mkdir_with_parents(ch->dir, 0755) != 0) {
-        g_set_error(err, G_IO_ERROR, g_io_error_from_errno(errno), "cannot create %s: %s", ch->dir,
-                    g_strerror(errno));
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "cannot create %s: %s", ch->dir, g_strerror(errno));
         return NULL;
     }
     transcode_stream *s = g_new0(transcode_stream, 1);
@@ -860,8 +859,7 @@ static int ladders_load(struct transcode *tc, const struct sl_config *cfg, GErro
         else
             g_array_unref(rungs);
         if (!ok && err && *err == NULL)
-            g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
-                        "[ladder] keys are pavilion codes");
+            g_set_error(err, SL_ERROR, SL_ERROR_INVALID, "[ladder] keys are pavilion codes");
         g_free(value);
     }
     g_strfreev(codes);
@@ -909,7 +907,7 @@ static int transcode_init(sl_server *srv, GError **err)
     for (size_t i = 0; i < G_N_ELEMENTS(presets); i++)
         known |= strcmp(tc->preset, presets[i]) == 0;
     if (!known) {
-        g_set_error(err, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+        g_set_error(err, SL_ERROR, SL_ERROR_INVALID,
                     "config: [transcode] preset must be an x264 preset (ultrafast ... veryslow)");
         transcode_free(tc);
         return SL_ERR;

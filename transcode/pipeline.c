@@ -687,7 +687,7 @@ static gboolean have_all(const char *const *names, size_t n, GError **err, const
     for (size_t i = 0; i < n; i++) {
         GstElementFactory *f = gst_element_factory_find(names[i]);
         if (f == NULL) {
-            g_set_error(err, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+            g_set_error(err, SL_ERROR, SL_ERROR_NOT_FOUND,
                         "GStreamer element %s is missing: install %s", names[i], hint);
             return FALSE;
         }
@@ -802,7 +802,7 @@ remux *remux_new(const struct remux_config *cfg, const struct remux_events *ev, 
     r->bus_watch = gst_bus_add_watch(bus, on_bus, r);
     gst_object_unref(bus);
     if (gst_element_set_state(r->pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
-        g_set_error(err, G_IO_ERROR, G_IO_ERROR_FAILED, "the pipeline does not start");
+        g_set_error(err, SL_ERROR, SL_ERROR_IO, "the pipeline does not start");
         remux_free(r);
         return NULL;
     }

@@ -38,7 +38,7 @@ struct clip_job {
     GPtrArray *inputs; /* struct highlight_input* (owned copies) */
     char *path, *url;  /* owned */
     int64_t clip_start, clip_end;
-    char *error; /* owned */
+    GError *error; /* owned */
 };
 
 static void input_free(gpointer data)
@@ -92,7 +92,7 @@ static void clip_job_free(struct clip_job *job)
     g_ptr_array_unref(job->inputs);
     g_free(job->path);
     g_free(job->url);
-    g_free(job->error);
+    g_clear_error(&job->error);
     g_free(job);
 }
 
@@ -106,7 +106,7 @@ static void clip_done(struct clip_job *job)
     struct recording *rec = job->rec;
     if (job->error) {
         g_warning("channel %s: highlight of %s not cut: %s", rec->channel, job->span.sku,
-                  job->error);
+                  job->error->message);
     } else {
         json_t *doc = json_pack("{s:s, s:I, s:I, s:s, s:s}", "sku", job->span.sku, "start_ms",
                                 (json_int_t)job->clip_start, "end_ms", (json_int_t)job->clip_end,

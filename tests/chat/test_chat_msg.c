@@ -7,7 +7,7 @@
 #include <check.h>
 #include <string.h>
 
-static int parse(const char *text, struct chat_msg *m, const char **err)
+static int parse(const char *text, struct chat_msg *m, GError **err)
 {
     return chat_msg_parse(text, strlen(text), m, err);
 }
@@ -15,7 +15,7 @@ static int parse(const char *text, struct chat_msg *m, const char **err)
 START_TEST(parses_each_type)
 {
     struct chat_msg m;
-    const char *err = NULL;
+    GError *err = NULL; /* stays NULL: every frame here is valid */
     ck_assert_int_eq(parse("{\"type\":\"ping\"}", &m, &err), SL_OK);
     ck_assert_int_eq(m.type, CHAT_MSG_PING);
     chat_msg_clear(&m);
@@ -42,6 +42,7 @@ START_TEST(parses_each_type)
     ck_assert_int_eq(parse("{\"type\":\"chat\",\"text\":\"¡Hola! 你好\"}", &m, &err), SL_OK);
     ck_assert_str_eq(m.text, "¡Hola! 你好");
     chat_msg_clear(&m);
+    ck_assert_ptr_null(err);
 }
 END_TEST
 
@@ -81,20 +82,25 @@ START_TEST(refuses_bad_frames)
     };
     for (int i = 0; bad[i]; i++) {
         struct chat_msg m;
-        const char *err = NULL;
+        GError *err = NULL;
         ck_assert_msg(parse(bad[i], &m, &err) == SL_EPROTO, "accepted: %s", bad[i]);
-        ck_assert(err != NULL && *err);
+        ck_assert(err != NULL && err->domain == SL_ERROR && err->code == SL_ERROR_INVALID &&
+                  *err->message);
         ck_assert(m.token == NULL && m.text == NULL);
+        g_error_free(err);
     }
     /* not NUL-terminated, and invalid UTF-8 */
     char buf[] = {'{', '"', 't', 'y', 'p', 'e', '"', ':', '"', '\xff', '"', '}'};
     struct chat_msg m;
-    const char *err;
+    GError *err = NULL;
     ck_assert_int_eq(chat_msg_parse(buf, sizeof buf, &m, &err), SL_EPROTO);
+    g_clear_error(&err);
     /* over 4 KiB */
     char *big = g_malloc0(CHAT_FRAME_MAX + 2);
     memset(big, ' ', CHAT_FRAME_MAX + 1);
     ck_assert_int_eq(chat_msg_parse(big, CHAT_FRAME_MAX + 1, &m, &err), SL_EPROTO);
+    ck_assert_ptr_nonnull(err);
+    g_clear_error(&err);
     g_free(big);
 }
 END_TEST
@@ -202,7 +208,7 @@ START_TEST(moderation_bodies)
     };
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         json_t *body = json_loads(cases[i].body, 0, NULL);
-        const char *err = NULL;
+        GError *err = NULL;
         json_t *out = chat_moderation_validate(body, &err);
         ck_assert_msg((out != NULL) == cases[i].ok, "%s", cases[i].body);
         if (out)
@@ -210,17 +216,21 @@ START_TEST(moderation_bodies)
                              cases[i].duration_ms);
         else
             ck_assert(err != NULL);
+        g_clear_error(&err);
         json_decref(out);
         json_decref(body);
     }
     json_t *w = json_loads("{\"words\":[\" Scam \",\"假货\"]}", 0, NULL);
-    const char *err = NULL;
+    GError *err = NULL;
     json_t *out = chat_words_validate(w, &err);
+    ck_assert_ptr_null(err);
     ck_assert_str_eq(json_string_value(json_array_get(out, 0)), "Scam");
     json_decref(out);
     json_decref(w);
     w = json_loads("{\"words\":[\"\"]}", 0, NULL);
     ck_assert(chat_words_validate(w, &err) == NULL);
+    ck_assert_ptr_nonnull(err);
+    g_clear_error(&err);
     json_decref(w);
 }
 END_TEST
