@@ -7,6 +7,7 @@
 #include "room/room.h"
 
 #include <hiredis/hiredis.h>
+#include <stddef.h>
 
 struct commerce {
     sl_server *srv;
@@ -22,6 +23,10 @@ struct commerce {
 };
 
 /* One API call in flight. Steps are Redis callbacks; any Redis failure answers 503. */
+/* One API call carried through its Redis steps. A flow that needs more than the call itself has
+ * a record of its own whose member `c` is this context (struct pin_flow { struct cm_ctx c;
+ * json_t *product; ... }): CM_FLOW_NEW makes one, CM_FLOW finds it from a step's context, and
+ * its clear function frees what the record owns when the call is answered. */
 struct cm_ctx;
 typedef void (*cm_step)(struct cm_ctx *c, redisReply *r);
 struct cm_ctx {
@@ -29,17 +34,20 @@ struct cm_ctx {
     struct commerce *cm;
     struct sl_claims who; /* valid when authed */
     gboolean authed;
-    json_t *body;        /* owned */
-    json_t *doc;         /* owned scratch document */
-    json_t *doc2;        /* owned scratch document */
-    char *id;            /* owned: the path id */
-    char *id2;           /* owned scratch id */
-    const char *doc_fmt; /* static key format of the documents a list step reads */
-    int64_t n;
+    json_t *body; /* owned */
+    char *id;     /* owned: the path id */
     cm_step next;
+    void (*clear)(struct cm_ctx *c); /* frees the flow record's fields; NULL for none */
 };
 
 struct cm_ctx *cm_ctx_new(sl_http_req *req, struct commerce *cm);
+/* A flow record of size bytes whose member `c` comes first. */
+struct cm_ctx *cm_ctx_new_flow(sl_http_req *req, struct commerce *cm, size_t size,
+                               void (*clear)(struct cm_ctx *c));
+#define CM_FLOW(type, ctx) ((type *)(void *)((char *)(ctx)-offsetof(type, c)))
+#define CM_FLOW_NEW(type, req, cm, clear)          \
+    (G_STATIC_ASSERT_EXPR(offsetof(type, c) == 0), \
+     CM_FLOW(type, cm_ctx_new_flow((req), (cm), sizeof(type), (clear))))
 void cm_ctx_done(struct cm_ctx *c);
 /* Send a command whose reply goes to step; on failure to send, answers 503 and frees c. */
 void cm_cmd(struct cm_ctx *c, cm_step step, const char *fmt, ...);

@@ -9,22 +9,28 @@
 
 /* ---- request context ---- */
 
-struct cm_ctx *cm_ctx_new(sl_http_req *req, struct commerce *cm)
+struct cm_ctx *cm_ctx_new_flow(sl_http_req *req, struct commerce *cm, size_t size,
+                               void (*clear)(struct cm_ctx *c))
 {
-    struct cm_ctx *c = g_new0(struct cm_ctx, 1);
+    /* every flow record starts with its context, so one allocation and one free serve both */
+    struct cm_ctx *c = g_malloc0(size);
     c->req = sl_http_req_ref(req);
     c->cm = cm;
+    c->clear = clear;
     return c;
+}
+
+struct cm_ctx *cm_ctx_new(sl_http_req *req, struct commerce *cm)
+{
+    return cm_ctx_new_flow(req, cm, sizeof(struct cm_ctx), NULL);
 }
 
 void cm_ctx_done(struct cm_ctx *c)
 {
+    if (c->clear) c->clear(c);
     sl_http_req_unref(c->req);
     json_decref(c->body);
-    json_decref(c->doc);
-    json_decref(c->doc2);
     g_free(c->id);
-    g_free(c->id2);
     g_free(c);
 }
 

@@ -188,27 +188,45 @@ static char *sale_of_reservation(const char *rid)
 
 /* ---- create ---- */
 
+struct sale_flow {
+    struct cm_ctx c;
+    json_t *sale;    /* owned: the validated request, then the sale as stored */
+    json_t *channel; /* owned: the sale's channel document */
+    char *sale_id;   /* owned */
+};
+
+static void sale_flow_clear(struct cm_ctx *c)
+{
+    struct sale_flow *f = CM_FLOW(struct sale_flow, c);
+    json_decref(f->sale);
+    json_decref(f->channel);
+    g_free(f->sale_id);
+}
+
 static void sale_indexed(struct cm_ctx *c, redisReply *r)
 {
-    const char *state = json_string_value(json_object_get(c->doc, "state"));
-    cm_sale_event(c->cm, c->id2, strcmp(state, "active") == 0 ? "started" : "scheduled");
-    cm_reply(c, 201, json_incref(c->doc));
+    struct sale_flow *f = CM_FLOW(struct sale_flow, c);
+    const char *state = json_string_value(json_object_get(f->sale, "state"));
+    cm_sale_event(c->cm, f->sale_id, strcmp(state, "active") == 0 ? "started" : "scheduled");
+    cm_reply(c, 201, json_incref(f->sale));
 }
 
 static void sale_stored(struct cm_ctx *c, redisReply *r)
 {
+    struct sale_flow *f = CM_FLOW(struct sale_flow, c);
     /* Indexes of the catalog slot; the open set is what the sweeper walks. */
     sl_redis_command(sl_server_redis(c->cm->srv), NULL, NULL, "ZADD " SL_KEY_CHAN_SALES " %lld %s",
-                     json_string_value(json_object_get(c->doc, "channel")), (long long)sl_now_ms(),
-                     c->id2);
-    cm_cmd(c, sale_indexed, "SADD " SL_KEY_SALES_OPEN " %s", c->id2);
+                     json_string_value(json_object_get(f->sale, "channel")), (long long)sl_now_ms(),
+                     f->sale_id);
+    cm_cmd(c, sale_indexed, "SADD " SL_KEY_SALES_OPEN " %s", f->sale_id);
 }
 
 static void sale_parents_loaded(struct cm_ctx *c, redisReply *r)
 {
+    struct sale_flow *f = CM_FLOW(struct sale_flow, c);
     json_t *chan = r->elements == 2 ? cm_doc(r->element[0]) : NULL;
     json_t *product = r->elements == 2 ? cm_doc(r->element[1]) : NULL;
-    json_t *sale = c->doc;
+    json_t *sale = f->sale;
     const char *cpav = json_string_value(json_object_get(chan, "pavilion"));
     const char *ppav = json_string_value(json_object_get(product, "pavilion"));
     if (chan == NULL || product == NULL || cpav == NULL || ppav == NULL ||
@@ -221,7 +239,7 @@ static void sale_parents_loaded(struct cm_ctx *c, redisReply *r)
                                 "channel's pavilion");
         return;
     }
-    c->doc2 = chan;
+    f->channel = chan;
     if (!cm_may(c, SL_ROLE_CONSUL, cpav)) {
         json_decref(product);
         return;
@@ -234,7 +252,7 @@ static void sale_parents_loaded(struct cm_ctx *c, redisReply *r)
     int64_t ends = json_integer_value(json_object_get(sale, "ends_at_ms"));
     if (starts <= 0) starts = now;
     const char *state = starts <= now ? "active" : "scheduled";
-    c->id2 = cm_random_id("S", 15);
+    f->sale_id = cm_random_id("S", 15);
     int64_t qty = json_integer_value(json_object_get(sale, "quantity"));
     int64_t limit = json_integer_value(json_object_get(sale, "per_user_limit"));
     int64_t ttl = json_integer_value(json_object_get(sale, "hold_ttl_s"));
@@ -243,36 +261,39 @@ static void sale_parents_loaded(struct cm_ctx *c, redisReply *r)
     json_t *doc = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
         "s:o, s:I}",
-        "id", c->id2, "channel", channel, "sku", sku, "pavilion", cpav, "state", state, "quantity",
-        (json_int_t)qty, "available", (json_int_t)qty, "held", (json_int_t)0, "sold", (json_int_t)0,
-        "per_user_limit", (json_int_t)limit, "price_cny_fen", (json_int_t)price, "hold_ttl_s",
-        (json_int_t)ttl, "starts_at_ms", (json_int_t)starts, "ends_at_ms",
+        "id", f->sale_id, "channel", channel, "sku", sku, "pavilion", cpav, "state", state,
+        "quantity", (json_int_t)qty, "available", (json_int_t)qty, "held", (json_int_t)0, "sold",
+        (json_int_t)0, "per_user_limit", (json_int_t)limit, "price_cny_fen", (json_int_t)price,
+        "hold_ttl_s", (json_int_t)ttl, "starts_at_ms", (json_int_t)starts, "ends_at_ms",
         ends > 0 ? json_integer(ends) : json_null(), "created_at_ms", (json_int_t)now);
-    json_decref(c->doc);
-    c->doc = doc;
+    /* sku and channel point into the request: it goes only after their last use below */
+    json_t *request = f->sale;
+    f->sale = doc;
     cm_cmd(c, sale_stored,
            "HSET " SL_KEY_SALE_INV " id %s channel %s sku %s pavilion %s state %s quantity %lld "
            "available %lld held 0 sold 0 ver 0 per_user_limit %lld price_cny_fen %lld "
            "hold_ttl_ms %lld starts_at_ms %lld ends_at_ms %lld created_at_ms %lld",
-           c->id2, c->id2, channel, sku, cpav, state, (long long)qty, (long long)qty,
+           f->sale_id, f->sale_id, channel, sku, cpav, state, (long long)qty, (long long)qty,
            (long long)limit, (long long)price, (long long)(ttl * 1000), (long long)starts,
            (long long)ends, (long long)now);
+    json_decref(request);
 }
 
 static void sale_create(sl_http_req *req, void *user)
 {
-    struct cm_ctx *c = cm_ctx_new(req, user);
+    struct sale_flow *f = CM_FLOW_NEW(struct sale_flow, req, user, sale_flow_clear);
+    struct cm_ctx *c = &f->c;
     if (!cm_auth(c) || !cm_may(c, SL_ROLE_CONSUL, c->who.pav) || !cm_body(c)) return;
     GError *err = NULL;
-    c->doc = cm_validate_sale(c->body, sl_now_ms(), &err);
-    if (c->doc == NULL) {
+    f->sale = cm_validate_sale(c->body, sl_now_ms(), &err);
+    if (f->sale == NULL) {
         cm_error(c, 400, "bad_request", "%s", err->message);
         g_error_free(err);
         return;
     }
     cm_cmd(c, sale_parents_loaded, "MGET " SL_KEY_CHANNEL " " SL_KEY_PRODUCT,
-           json_string_value(json_object_get(c->doc, "channel")),
-           json_string_value(json_object_get(c->doc, "sku")));
+           json_string_value(json_object_get(f->sale, "channel")),
+           json_string_value(json_object_get(f->sale, "sku")));
 }
 
 /* ---- read ---- */
@@ -360,6 +381,11 @@ static void channel_sales(sl_http_req *req, void *user)
 
 /* ---- start / stop ---- */
 
+struct control_flow {
+    struct cm_ctx c;
+    const char *action; /* static: "start" or "stop" */
+};
+
 static void sale_controlled(struct cm_ctx *c, redisReply *r)
 {
     const char *st = r->elements > 0 ? r->element[0]->str : "";
@@ -384,16 +410,17 @@ static void sale_control_authorised(struct cm_ctx *c, redisReply *r)
     if (!cm_may(c, SL_ROLE_CONSUL, r->str)) return;
     char *inv = cm_key(SL_KEY_SALE_INV, c->id), now[24];
     g_snprintf(now, sizeof now, "%lld", (long long)sl_now_ms());
-    const char *argv[] = {inv, now, c->id2};
+    const char *argv[] = {inv, now, CM_FLOW(struct control_flow, c)->action};
     cm_eval(c, sale_controlled, c->cm->control, 1, 3, argv);
     g_free(inv);
 }
 
 static void sale_control(sl_http_req *req, const char *action, void *user)
 {
-    struct cm_ctx *c = cm_ctx_new(req, user);
+    struct control_flow *f = CM_FLOW_NEW(struct control_flow, req, user, NULL);
+    struct cm_ctx *c = &f->c;
+    f->action = action;
     if (!cm_path_id(c, "id") || !cm_auth(c)) return;
-    c->id2 = g_strdup(action);
     cm_cmd(c, sale_control_authorised, "HGET " SL_KEY_SALE_INV " pavilion", c->id);
 }
 
@@ -539,6 +566,20 @@ static void reservation_create(sl_http_req *req, void *user)
     g_free(spent);
 }
 
+/* Confirm and release: the reservation's sale, and the order once the script stored it. */
+struct reservation_flow {
+    struct cm_ctx c;
+    char *sale_id; /* owned */
+    json_t *order; /* owned */
+};
+
+static void reservation_flow_clear(struct cm_ctx *c)
+{
+    struct reservation_flow *f = CM_FLOW(struct reservation_flow, c);
+    g_free(f->sale_id);
+    json_decref(f->order);
+}
+
 /* The order is on the primary's disk; a replica has it too, or the wait timed out. Either way
  * it is stored: the answer is 200. */
 static void order_replicated(redisReply *r, const char *err, void *user)
@@ -559,13 +600,13 @@ static void order_replicated(redisReply *r, const char *err, void *user)
                   : err                               ? err
                                                       : "error");
     }
-    json_t *order = c->doc;
-    c->doc = NULL;
+    json_t *order = g_steal_pointer(&CM_FLOW(struct reservation_flow, c)->order);
     cm_reply(c, 200, order);
 }
 
 static void confirmed(struct cm_ctx *c, redisReply *r)
 {
+    struct reservation_flow *f = CM_FLOW(struct reservation_flow, c);
     const char *st = r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0]->str : "";
     if (strcmp(st, "ok") == 0 || strcmp(st, "existing") == 0) {
         json_t *order = json_loadb(r->element[1]->str, r->element[1]->len, 0, NULL);
@@ -583,18 +624,17 @@ static void confirmed(struct cm_ctx *c, redisReply *r)
             }
             sl_metric_add(orders, 1);
             sl_metric_add(gmv, json_integer_value(json_object_get(order, "amount_cny_fen")));
-            after_script(c->cm, c->id2, r, 2, TRUE);
+            after_script(c->cm, f->sale_id, r, 2, TRUE);
         }
         json_object_del(order, "user");
         /* behind Sentinel, a 200 waits until a replica has the order too */
-        c->doc = order;
+        f->order = order;
         if (st[0] == 'o' && sl_redis_wait_replicas(c->cm->srv, order_replicated, c) == SL_OK)
             return;
-        c->doc = NULL;
-        cm_reply(c, 200, order);
+        cm_reply(c, 200, g_steal_pointer(&f->order));
         return;
     }
-    if (r->elements >= 9) after_script(c->cm, c->id2, r, 2, TRUE);
+    if (r->elements >= 9) after_script(c->cm, f->sale_id, r, 2, TRUE);
     if (strcmp(st, "not_found") == 0)
         cm_error(c, 404, "not_found", "no reservation %s", c->id);
     else if (strcmp(st, "reservation_expired") == 0)
@@ -620,23 +660,25 @@ static gboolean payment_ref_valid(json_t *v)
 
 static void reservation_confirm(sl_http_req *req, void *user)
 {
-    struct cm_ctx *c = cm_ctx_new(req, user);
+    struct reservation_flow *f =
+        CM_FLOW_NEW(struct reservation_flow, req, user, reservation_flow_clear);
+    struct cm_ctx *c = &f->c;
     if (!cm_path_id(c, "rid") || !cm_auth(c) || !cm_body(c)) return;
     json_t *pref = json_object_get(c->body, "payment_ref");
     if (!payment_ref_valid(pref)) {
         cm_error(c, 400, "bad_request", "payment_ref must be 1 to 128 printable characters");
         return;
     }
-    c->id2 = sale_of_reservation(c->id);
-    if (c->id2 == NULL) {
+    f->sale_id = sale_of_reservation(c->id);
+    if (f->sale_id == NULL) {
         cm_error(c, 404, "not_found", "no reservation %s", c->id);
         return;
     }
     int64_t now = sl_now_ms();
     const char *u = c->who.sub;
-    char *inv = cm_key(SL_KEY_SALE_INV, c->id2), *res = cm_key(SL_KEY_SALE_RES, c->id2);
-    char *exp = cm_key(SL_KEY_SALE_EXP, c->id2), *userh = cm_key(SL_KEY_SALE_USER, c->id2);
-    char *orders = cm_key(SL_KEY_SALE_ORDERS, c->id2);
+    char *inv = cm_key(SL_KEY_SALE_INV, f->sale_id), *res = cm_key(SL_KEY_SALE_RES, f->sale_id);
+    char *exp = cm_key(SL_KEY_SALE_EXP, f->sale_id), *userh = cm_key(SL_KEY_SALE_USER, f->sale_id);
+    char *orders = cm_key(SL_KEY_SALE_ORDERS, f->sale_id);
     char *spent = g_strdup_printf(SL_KEY_BUYER_SPENT, u, china_year(now));
     char *border = cm_key(SL_KEY_BUYER_ORDERS, u), *bdocs = cm_key(SL_KEY_BUYER_DOCS, u);
     char *order_id = g_strdup_printf("O%s", c->id);
@@ -660,11 +702,12 @@ static void reservation_confirm(sl_http_req *req, void *user)
 
 static void released(struct cm_ctx *c, redisReply *r)
 {
+    struct reservation_flow *f = CM_FLOW(struct reservation_flow, c);
     const char *st = r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0]->str : "";
     if (strcmp(st, "ok") == 0) {
-        after_script(c->cm, c->id2, r, 2, TRUE);
+        after_script(c->cm, f->sale_id, r, 2, TRUE);
         cm_reply(c, 200,
-                 json_pack("{s:s, s:s, s:b, s:I}", "reservation_id", c->id, "sale", c->id2,
+                 json_pack("{s:s, s:s, s:b, s:I}", "reservation_id", c->id, "sale", f->sale_id,
                            "released", 1, "available", (json_int_t)snap_int(r, 2, 2)));
     } else if (strcmp(st, "conflict") == 0) {
         cm_error(c, 409, "conflict", "the reservation is already confirmed as an order");
@@ -675,15 +718,17 @@ static void released(struct cm_ctx *c, redisReply *r)
 
 static void reservation_delete(sl_http_req *req, void *user)
 {
-    struct cm_ctx *c = cm_ctx_new(req, user);
+    struct reservation_flow *f =
+        CM_FLOW_NEW(struct reservation_flow, req, user, reservation_flow_clear);
+    struct cm_ctx *c = &f->c;
     if (!cm_path_id(c, "rid") || !cm_auth(c)) return;
-    c->id2 = sale_of_reservation(c->id);
-    if (c->id2 == NULL) {
+    f->sale_id = sale_of_reservation(c->id);
+    if (f->sale_id == NULL) {
         cm_error(c, 404, "not_found", "no reservation %s", c->id);
         return;
     }
-    char *inv = cm_key(SL_KEY_SALE_INV, c->id2), *res = cm_key(SL_KEY_SALE_RES, c->id2);
-    char *exp = cm_key(SL_KEY_SALE_EXP, c->id2), *userh = cm_key(SL_KEY_SALE_USER, c->id2);
+    char *inv = cm_key(SL_KEY_SALE_INV, f->sale_id), *res = cm_key(SL_KEY_SALE_RES, f->sale_id);
+    char *exp = cm_key(SL_KEY_SALE_EXP, f->sale_id), *userh = cm_key(SL_KEY_SALE_USER, f->sale_id);
     char now_s[24];
     g_snprintf(now_s, sizeof now_s, "%lld", (long long)sl_now_ms());
     const char *argv[] = {inv, res, exp, userh, now_s, c->who.sub, c->id};
