@@ -59,6 +59,15 @@ static struct sl_config *config_build(const struct common_flags *f, GError **err
     return c;
 }
 
+/* Every compiled-in module; the config says which run. */
+static void add_modules(sl_server *srv)
+{
+    sl_server_add_module(srv, &commerce_module);
+    sl_server_add_module(srv, &chat_module);
+    sl_server_add_module(srv, &transcode_module); /* before ingest: it stops after it */
+    sl_server_add_module(srv, &ingest_module);
+}
+
 static int cmd_version(void)
 {
     printf("silklive %s (libwebsockets %s, GLib %u.%u.%u, jansson %s)\n", SILKLIVE_VERSION,
@@ -189,10 +198,7 @@ static int cmd_routes(int argc, char **argv)
     sl_log_init("error");
     srv = sl_server_new(c);
     c = NULL; /* owned by srv */
-    sl_server_add_module(srv, &commerce_module);
-    sl_server_add_module(srv, &chat_module);
-    sl_server_add_module(srv, &transcode_module);
-    sl_server_add_module(srv, &ingest_module);
+    add_modules(srv);
     routes = sl_server_routes(srv, &err);
     if (routes == NULL) {
         rc = fail(SL_EXIT_USAGE, "%s", err->message);
@@ -284,10 +290,7 @@ static int cmd_serve(int argc, char **argv)
     sl_log_init(c->log_level);
     srv = sl_server_new(c);
     c = NULL; /* owned by srv */
-    sl_server_add_module(srv, &commerce_module);
-    sl_server_add_module(srv, &chat_module);
-    sl_server_add_module(srv, &transcode_module); /* before ingest: it stops after it */
-    sl_server_add_module(srv, &ingest_module);
+    add_modules(srv);
     if (sl_server_start(srv, &err, &rc) != SL_OK) {
         fail(rc, "%s", err->message);
         goto out;
