@@ -52,9 +52,11 @@ static struct sl_config *config_build(const struct common_flags *f, GError **err
         g_free(c->data_dir);
         c->data_dir = g_strdup(f->data_dir);
     }
-    if (f->secret) {
+    /* SILKLIVE_SECRET stands for --secret: both outrank [auth] secret, for serve and token alike */
+    const char *secret = f->secret ? f->secret : g_getenv("SILKLIVE_SECRET");
+    if (secret && *secret) {
         g_free(c->secret);
-        c->secret = g_strdup(f->secret);
+        c->secret = g_strdup(secret);
     }
     return c;
 }
@@ -281,11 +283,6 @@ static int cmd_serve(int argc, char **argv)
         c->log_level = g_strdup(log_level);
     }
     if (demo) c->demo = TRUE;
-    const char *secret_env = g_getenv("SILKLIVE_SECRET");
-    if (f.secret == NULL && secret_env && *secret_env) {
-        g_free(c->secret);
-        c->secret = g_strdup(secret_env);
-    }
 
     sl_log_init(c->log_level);
     srv = sl_server_new(c);

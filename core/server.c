@@ -579,7 +579,11 @@ int sl_server_start(sl_server *srv, GError **err, int *exit_code)
     if (sl_config_resolve_secret(c, err) != SL_OK) return SL_ERR;
     ensure_dirs(c);
 
-    if (init_modules(srv, err) != SL_OK) return SL_ERR;
+    if (init_modules(srv, err) != SL_OK) {
+        /* a module's config value out of range is a bad config like any other: exit 2 */
+        if (g_error_matches(*err, SL_ERROR, SL_ERROR_INVALID)) *exit_code = SL_EXIT_USAGE;
+        return SL_ERR;
+    }
 
     srv->peers = peer_limits_new(c, err);
     gboolean sentinel = g_str_has_prefix(c->redis_url, "sentinel://");

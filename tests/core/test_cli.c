@@ -77,15 +77,28 @@ START_TEST(usage_errors_exit_2)
 }
 END_TEST
 
+/* A bad value in any section, the core's or a module's, is a usage error naming it. */
+static const struct {
+    const char *text, *needle;
+} bad_configs[] = {
+    {"[server]\nlisten = 127.0.0.1:http\n", "bad.ini"},
+    {"[chat]\nrate_messages = 0\n", "rate_messages"},
+    {"[transcode]\npreset = warp\n", "preset"},
+    {"[ingest]\nidle_timeout_s = 1\n", "idle_timeout_s"},
+};
+
 START_TEST(invalid_config_file_exit_2)
 {
     char *dir = harness_tmpdir();
     char *p = g_build_filename(dir, "bad.ini", NULL);
-    g_file_set_contents(p, "[server]\nlisten = 127.0.0.1:http\n", -1, NULL);
-    const char *args[] = {"--config", p, NULL};
+    g_file_set_contents(p, bad_configs[_i].text, -1, NULL);
+    char listen_arg[32];
+    g_snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%d", harness_free_port());
+    const char *args[] = {"--config", p,          "--listen", listen_arg, "--data-dir",
+                          dir,        "--secret", "s",        NULL};
     char *out, *err;
     ck_assert_int_eq(run(args, &out, &err), 2);
-    assert_one_line(err, "bad.ini");
+    assert_one_line(err, bad_configs[_i].needle);
     g_free(out);
     g_free(err);
     g_free(p);
@@ -205,6 +218,35 @@ START_TEST(token_name_is_utf8_under_c_locale)
 }
 END_TEST
 
+/* SILKLIVE_SECRET outranks [auth] secret for token as it does for serve: a token minted with
+ * the same config and environment as the server verifies there. */
+START_TEST(token_secret_precedence_matches_serve)
+{
+    char *dir = harness_tmpdir();
+    char *ini = g_build_filename(dir, "s.ini", NULL);
+    g_file_set_contents(ini, "[auth]\nsecret = from-config\n", -1, NULL);
+    g_setenv("SILKLIVE_SECRET", "from-env", TRUE);
+    const char *args[] = {"token", "--role", "viewer", "--sub", "v1", "--config", ini, NULL};
+    char *out, *err;
+    ck_assert_int_eq(run(args, &out, &err), 0);
+    g_strstrip(out);
+    struct sl_claims c;
+    ck_assert_int_eq(sl_token_verify("from-env", out, strlen(out), sl_now_ms() / 1000, &c), SL_OK);
+    g_free(out);
+    g_free(err);
+    g_unsetenv("SILKLIVE_SECRET");
+    ck_assert_int_eq(run(args, &out, &err), 0);
+    g_strstrip(out);
+    ck_assert_int_eq(sl_token_verify("from-config", out, strlen(out), sl_now_ms() / 1000, &c),
+                     SL_OK);
+    g_free(out);
+    g_free(err);
+    g_free(ini);
+    harness_rmtree(dir);
+    g_free(dir);
+}
+END_TEST
+
 /* The data dir is locked only by a node that uses it (embedded Redis, a generated secret):
  * nodes on a shared Redis with a configured secret start side by side from one directory. */
 START_TEST(data_dir_locked_only_when_used)
@@ -315,8 +357,9 @@ int main(void)
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, token_name_is_utf8_under_c_locale);
     tcase_add_test(tc, data_dir_locked_only_when_used);
+    tcase_add_test(tc, token_secret_precedence_matches_serve);
     tcase_add_loop_test(tc, usage_errors_exit_2, 0, G_N_ELEMENTS(usage_errors));
-    tcase_add_test(tc, invalid_config_file_exit_2);
+    tcase_add_loop_test(tc, invalid_config_file_exit_2, 0, G_N_ELEMENTS(bad_configs));
     tcase_add_test(tc, port_in_use_exit_1);
     tcase_add_test(tc, unreachable_redis_exit_1);
     tcase_add_test(tc, token_verifies_against_server_secret);
