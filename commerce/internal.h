@@ -72,7 +72,7 @@ gboolean cm_may(struct cm_ctx *c, enum sl_role min, const char *pav);
 gboolean cm_path_id(struct cm_ctx *c, const char *param);
 /* Parse the body (400 and free on failure). */
 gboolean cm_body(struct cm_ctx *c);
-/* A key from one of the KEY_* formats with one id in it (g_free). */
+/* A key from one of room/keys.h's formats with one id in it (g_free). */
 char *cm_key(const char *fmt, const char *id);
 /* A random id with prefix, [A-Za-z0-9], ≥ 96 random bits. */
 char *cm_random_id(const char *prefix, int chars);
@@ -90,7 +90,7 @@ void cm_create_args_build(struct cm_create_args *a, json_t *doc, const char *doc
 void cm_create_args_clear(struct cm_create_args *a);
 
 /* ---- validate.c: request bodies (pure; fuzzed) ---- */
-/* Each returns a new document (the stored form) or NULL with *err set to a static message. */
+/* Each returns a new document (the stored form), or NULL with *err set (SL_ERROR_INVALID). */
 json_t *cm_validate_pavilion(json_t *body, GError **err);
 json_t *cm_validate_channel(json_t *body, GError **err);
 json_t *cm_validate_product(json_t *body, GError **err);
@@ -110,5 +110,30 @@ void cm_sweeper_stop(struct commerce *cm);
 /* Emit a sale event ("scheduled", "started", "stock", ...) for a sale, reading its state. */
 void cm_sale_event(struct commerce *cm, const char *sale_id, const char *event);
 void cm_watch_free(gpointer w);
+
+/* ---- crossborder.c: the cross-border retail import rules (pure; unit-tested) ---- */
+/* A PRC resident identity number (GB 11643): 18 characters, a region that does not start with
+ * 0, a real birth date from 1900 to today_year, the ISO 7064 MOD 11-2 check character. Returns
+ * its canonical form (check 'X' upper case; g_free) or NULL with *err naming what is wrong. */
+char *cm_id_number_check(const char *text, int today_year, GError **err);
+/* "110***********123X": the first three and last four characters; all '*' for a malformed one. */
+#define CM_ID_MASKED_LEN 18
+void cm_id_number_mask(const char *id, char out[CM_ID_MASKED_LEN + 1]);
+/* Keys derived from [commerce] identity_key (64 hex digits): one seals, one references. */
+struct cm_identity_key {
+    uint8_t seal[32], ref[32];
+};
+int cm_identity_key_init(struct cm_identity_key *k, const char *hex, GError **err);
+/* Sealed at rest: AES-256-GCM with a random nonce, "v1.<base64>" (g_free). */
+char *cm_id_number_seal(const struct cm_identity_key *k, const char *id, GError **err);
+char *cm_id_number_open(const struct cm_identity_key *k, const char *sealed, GError **err);
+/* A stable reference for per-person keys (quotas): HMAC-SHA256, 64 hex digits (g_free). Two
+ * accounts of one person get the same reference; Redis never holds the number itself. */
+char *cm_id_number_ref(const struct cm_identity_key *k, const char *id);
+/* The import tax of an order in fen, 70 % of consumption tax and VAT, rounded half up; -1 when
+ * an argument is out of range (goods 0..CM_TAX_GOODS_MAX, VAT 0..10000 bp, consumption
+ * 0..9999 bp). */
+#define CM_TAX_GOODS_MAX 1000000000000LL
+int64_t cm_import_tax_fen(int64_t goods_fen, int vat_bp, int consumption_bp);
 
 #endif

@@ -13,9 +13,12 @@ mode=${1:-}
 # and posters; x (pango) draws the demo's clock, in DejaVu. FFmpeg's libavcodec decodes the
 # ladder's source, libswscale scales the rungs and libavformat cuts the highlight clips; the
 # ffmpeg command is the go-live line the demo prints. ca-certificates: npm reaches its registry.
+# libssl-dev: OpenSSL's libcrypto seals identity numbers (AES-256-GCM) and checks payment
+# providers' signatures.
 PACKAGES=(
   build-essential cmake pkg-config ca-certificates
   libglib2.0-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libhiredis-dev libjansson-dev
+  libssl-dev
   redis-server
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
