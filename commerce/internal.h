@@ -136,4 +136,26 @@ char *cm_id_number_ref(const struct cm_identity_key *k, const char *id);
 #define CM_TAX_GOODS_MAX 1000000000000LL
 int64_t cm_import_tax_fen(int64_t goods_fen, int vat_bp, int consumption_bp);
 
+/* ---- wechatpay.c: WeChat Pay API v3's signatures and encryption (pure; unit-tested) ---- */
+typedef struct evp_pkey_st EVP_PKEY;
+/* An RSA key from PEM: a private key, or a public key / platform certificate. */
+EVP_PKEY *cm_wxpay_key_from_pem(const char *pem, gboolean private_key, GError **err);
+/* The Authorization header of a request to the provider: "WECHATPAY2-SHA256-RSA2048 mchid=...,
+ * nonce_str=...,signature=...,timestamp=...,serial_no=..." over "METHOD\nPATH?QUERY\ntimestamp\n
+ * nonce\nbody\n" with the merchant's key (g_free). */
+char *cm_wxpay_authorization(EVP_PKEY *merchant_key, const char *mchid, const char *serial_no,
+                             const char *method, const char *url_path, const char *body,
+                             int64_t now_s, GError **err);
+/* A notification is believed only if its Wechatpay-Timestamp is within CM_WXPAY_WINDOW_S of
+ * now_s and Wechatpay-Signature verifies over "timestamp\nnonce\nbody\n" with the platform key.
+ * The caller also refuses a nonce it has seen within the window (a replay). */
+#define CM_WXPAY_WINDOW_S 300
+int cm_wxpay_verify(EVP_PKEY *platform_key, const char *timestamp, const char *nonce,
+                    const char *signature_b64, const char *body, size_t body_len, int64_t now_s,
+                    GError **err);
+/* The notification's resource opened with the APIv3 key (32 characters): the transaction
+ * document, or NULL with *err (another algorithm, a changed byte, another key). */
+#define CM_WXPAY_RESOURCE_MAX 65536
+json_t *cm_wxpay_open_resource(const char *apiv3_key, json_t *notification, GError **err);
+
 #endif
