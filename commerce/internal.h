@@ -158,4 +158,24 @@ int cm_wxpay_verify(EVP_PKEY *platform_key, const char *timestamp, const char *n
 #define CM_WXPAY_RESOURCE_MAX 65536
 json_t *cm_wxpay_open_resource(const char *apiv3_key, json_t *notification, GError **err);
 
+/* ---- declaration.c: the customs order declaration (pure; unit-tested) ---- */
+struct cm_declaration_line {
+    const char *item_no, *item_name, *unit, *country; /* unit and country: customs' codes */
+    int64_t qty, price_fen;
+};
+struct cm_declaration {
+    const char *guid, *order_no, *ebp_code, *ebp_name, *ebc_code, *ebc_name;
+    int64_t app_time_ms;
+    int64_t goods_fen, freight_fen, discount_fen, tax_fen;
+    const char *buyer_reg_no, *buyer_name, *buyer_phone, *buyer_id_number;
+    const char *pay_code, *pay_name, *pay_transaction_id;
+    const char *consignee, *consignee_phone, *consignee_address, *consignee_district;
+    const struct cm_declaration_line *lines;
+    size_t n_lines;
+};
+/* The CEB311Message of a paid order (g_free), or NULL with *err when its lines do not add up
+ * to goods_fen, an amount is negative or the discount exceeds what is paid, or a text is not
+ * UTF-8 or holds a control character. */
+char *cm_declaration_xml(const struct cm_declaration *d, GError **err);
+
 #endif
