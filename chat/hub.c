@@ -275,7 +275,7 @@ static struct room *room_get(struct chat *chat, const char *channel, gboolean *c
     r->held = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
     g_hash_table_insert(chat->rooms, r->channel, r);
     sl_metric_set(chat->m_rooms, g_hash_table_size(chat->rooms));
-    sl_pubsub_subscribe(chat->srv, r->pub, room_on_message, r);
+    sl_room_subscribe(chat->srv, r->channel, room_on_message, r);
     return r;
 }
 
@@ -341,7 +341,7 @@ static void room_remove(struct conn *c)
     if (r->members->len > 0) return;
     /* The last member left: this node stops listening and stops counting viewers here. */
     struct chat *chat = r->chat;
-    sl_pubsub_unsubscribe(chat->srv, r->pub, room_on_message, r);
+    sl_room_unsubscribe(chat->srv, r->channel, room_on_message, r);
     presence_report(chat, r->channel, 0, NULL);
     g_hash_table_remove(chat->rooms, r->channel);
     sl_metric_set(chat->m_rooms, g_hash_table_size(chat->rooms));

@@ -149,3 +149,17 @@ int sl_room_emit(sl_server *srv, const char *channel, json_t *event, sl_redis_cb
     }
     return SL_OK;
 }
+
+void sl_room_subscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user)
+{
+    char *pub = g_strdup_printf(SL_ROOM_CHANNEL, channel);
+    sl_pubsub_subscribe(srv, pub, cb, user);
+    g_free(pub);
+}
+
+void sl_room_unsubscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user)
+{
+    char *pub = g_strdup_printf(SL_ROOM_CHANNEL, channel);
+    sl_pubsub_unsubscribe(srv, pub, cb, user);
+    g_free(pub);
+}

@@ -47,4 +47,13 @@ gboolean sl_room_event_synced(enum sl_room_event type);
  * SL_OK: cb is called once. SL_ERR: not connected, cb never called. */
 int sl_room_emit(sl_server *srv, const char *channel, json_t *event, sl_redis_cb cb, void *user);
 
+/* ---- subscribe ---- */
+
+/* Every node's copy of a room's events, as published (text starting with "id"); cb gets msg NULL
+ * when the subscription became active (first, and after a reconnect), the moment to read what
+ * was missed. The history and the snapshot are read by the scripts that need them with their
+ * own checks in the same step (room/lua/chat_join.lua). */
+void sl_room_subscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user);
+void sl_room_unsubscribe(sl_server *srv, const char *channel, sl_pubsub_cb cb, void *user);
+
 #endif

@@ -21,7 +21,7 @@ struct span {
 
 struct recording {
     sl_server *srv;
-    char *channel, *id, *dir, *room; /* owned */
+    char *channel, *id, *dir; /* owned */
     int64_t started_at_ms;
     struct hls_playlist playlist;
     GPtrArray *segments; /* struct highlight_input* (owned), in order */
@@ -57,7 +57,6 @@ static void recording_free(struct recording *rec)
     g_free(rec->channel);
     g_free(rec->id);
     g_free(rec->dir);
-    g_free(rec->room);
     g_free(rec);
 }
 
@@ -255,7 +254,6 @@ struct recording *recording_start(sl_server *srv, const char *channel, const cha
     rec->started_at_ms = started_at_ms;
     rec->id = g_strdup_printf("%" G_GINT64_FORMAT, started_at_ms);
     rec->dir = g_build_filename(channel_dir, "vod", rec->id, NULL);
-    rec->room = g_strdup_printf(SL_ROOM_CHANNEL, channel);
     rec->segments = g_ptr_array_new_with_free_func(input_free);
     rec->waiting = g_ptr_array_new_with_free_func(g_free);
     hls_playlist_init(&rec->playlist, 0, target_s);
@@ -263,7 +261,7 @@ struct recording *recording_start(sl_server *srv, const char *channel, const cha
         g_warning("channel %s: cannot create %s: %s; not recorded", channel, rec->dir,
                   g_strerror(errno));
     store_broadcast(rec);
-    sl_pubsub_subscribe(srv, rec->room, on_room, rec);
+    sl_room_subscribe(srv, rec->channel, on_room, rec);
     /* the pinned product as the room's snapshot has it, on the same connection as the
      * subscription's events will be handled after */
     sl_redis_command(sl_server_redis(srv), got_pinned, rec, "HGET " SL_KEY_ROOM_STATE " pinned",
@@ -306,7 +304,7 @@ void recording_end(struct recording *rec)
 {
     if (rec == NULL || rec->ended) return;
     rec->ended = TRUE;
-    sl_pubsub_unsubscribe(rec->srv, rec->room, on_room, rec);
+    sl_room_unsubscribe(rec->srv, rec->channel, on_room, rec);
     close_span(rec, rec->end_pdt);
     hls_playlist_end(&rec->playlist);
     write_vod_playlist(rec);
