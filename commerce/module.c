@@ -256,13 +256,15 @@ static int commerce_init(sl_server *srv, GError **err)
 
 /* ---- demo seed (--demo) ---- */
 
-/* Seeding runs in phases, each a batch of commands: the catalog (idempotent creates), then a
- * look at what exists, then a sale only if the demo channel has none, then the printout. */
+/* Seeding runs in phases, each a batch of commands: the catalog (idempotent creates), then the
+ * demo channel's sales, then their states, then a sale only if none is scheduled or live (so
+ * every start of the demo has one counting down or on), then the printout. */
 struct demo {
     struct commerce *cm;
     int phase;
     int pending;
-    int64_t sales;
+    GPtrArray *sale_ids; /* owned: the demo channel's sales */
+    int open_sales;      /* of them, scheduled or active */
     char *stream_key;
     char *sale_id;
 };
@@ -274,8 +276,12 @@ static void demo_reply(redisReply *r, const char *err, void *user)
     struct demo *d = user;
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         g_warning("demo seed: %s", r ? r->str : err);
-    } else if (d->phase == 1 && r->type == REDIS_REPLY_INTEGER) {
-        d->sales = r->integer;
+    } else if (d->phase == 1 && r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING)
+                g_ptr_array_add(d->sale_ids, g_strdup(r->element[i]->str));
+    } else if (d->phase == 2 && r->type == REDIS_REPLY_STRING) {
+        if (strcmp(r->str, "scheduled") == 0 || strcmp(r->str, "active") == 0) d->open_sales++;
     } else if (d->phase == 1 && r->type == REDIS_REPLY_STRING) {
         json_t *doc = json_loadb(r->str, r->len, 0, NULL);
         d->stream_key = g_strdup(json_string_value(json_object_get(doc, "stream_key")));
@@ -352,6 +358,10 @@ static void demo_catalog(struct demo *d)
     }
 }
 
+/* Two minutes to its start, half an hour on: a demo started later gets a sale of its own. */
+#define DEMO_SALE_IN_MS  (2 * 60 * 1000)
+#define DEMO_SALE_FOR_MS (30 * 60 * 1000)
+
 static void demo_sale(struct demo *d)
 {
     int64_t now = sl_now_ms();
@@ -359,9 +369,10 @@ static void demo_sale(struct demo *d)
     demo_send(d,
               "HSET " SL_KEY_SALE_INV " id %s channel cl-wine sku cl-wine-001 pavilion CL "
               "state scheduled quantity 500 available 500 held 0 sold 0 ver 0 per_user_limit 2 "
-              "price_cny_fen 6900 hold_ttl_ms 300000 starts_at_ms %lld ends_at_ms 0 "
+              "price_cny_fen 6900 hold_ttl_ms 300000 starts_at_ms %lld ends_at_ms %lld "
               "created_at_ms %lld",
-              d->sale_id, d->sale_id, (long long)(now + 120000), (long long)now);
+              d->sale_id, d->sale_id, (long long)(now + DEMO_SALE_IN_MS),
+              (long long)(now + DEMO_SALE_IN_MS + DEMO_SALE_FOR_MS), (long long)now);
     demo_send(d, "ZADD " SL_KEY_CHAN_SALES " %lld %s", "cl-wine", (long long)now, d->sale_id);
     demo_send(d, "SADD " SL_KEY_SALES_OPEN " %s", d->sale_id);
 }
@@ -413,17 +424,21 @@ static void demo_next(struct demo *d)
 {
     d->phase++;
     if (d->phase == 1) {
-        demo_send(d, "ZCARD " SL_KEY_CHAN_SALES, "cl-wine");
-        demo_send(d, "GET " SL_KEY_CHANNEL, "cl-wine");
-    } else if (d->phase == 2 && d->sales == 0) {
+        demo_send(d, "ZRANGE " SL_KEY_CHAN_SALES " 0 -1", SL_DEMO_CHANNEL);
+        demo_send(d, "GET " SL_KEY_CHANNEL, SL_DEMO_CHANNEL);
+    } else if (d->phase == 2) {
+        for (guint i = 0; i < d->sale_ids->len; i++)
+            demo_send(d, "HGET " SL_KEY_SALE_INV " state", (const char *)d->sale_ids->pdata[i]);
+    } else if (d->phase == 3 && d->open_sales == 0) {
         demo_sale(d);
     }
     if (d->pending > 0) return;
-    if (d->phase < 3) {
+    if (d->phase < 4) {
         demo_next(d);
         return;
     }
     demo_print(d);
+    g_ptr_array_unref(d->sale_ids);
     g_free(d->stream_key);
     g_free(d->sale_id);
     g_free(d);
@@ -432,6 +447,7 @@ static void demo_next(struct demo *d)
 static void demo_seed(struct commerce *cm)
 {
     struct demo *d = g_new0(struct demo, 1);
+    d->sale_ids = g_ptr_array_new_with_free_func(g_free);
     d->cm = cm;
     d->pending = 1; /* held while phase 0 is being sent */
     demo_catalog(d);
