@@ -209,7 +209,9 @@ static void get_doc(sl_http_req *req, void *user, const char *param, const char 
     struct get_flow *f = CM_FLOW_NEW(struct get_flow, req, user, NULL);
     f->kind = kind;
     if (!cm_path_id(&f->c, param)) return;
-    cm_cmd(&f->c, reply_doc_or_404, "GET %s", key_fmt, f->c.id);
+    char *key = cm_key(key_fmt, f->c.id);
+    cm_cmd(&f->c, reply_doc_or_404, "GET %s", key);
+    g_free(key);
 }
 
 static void pavilion_get(sl_http_req *req, void *user)

@@ -521,6 +521,22 @@ START_TEST(roles_and_pavilions)
     ck_assert(json_string_length(json_object_get(priv, "stream_key")) >= 32);
     json_decref(pub);
     json_decref(priv);
+    /* public reads of one document, and a 404 naming what was asked for */
+    json_t *doc = NULL;
+    ck_assert_int_eq(api("GET", "/api/v1/pavilions/PE", NULL, NULL, NULL, &doc), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "code")), "PE");
+    json_decref(doc);
+    doc = NULL;
+    ck_assert_int_eq(api("GET", "/api/v1/products/p1", NULL, NULL, NULL, &doc), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "sku")), "p1");
+    json_decref(doc);
+    doc = NULL;
+    ck_assert_int_eq(api("GET", "/api/v1/pavilions/XX", NULL, NULL, NULL, &doc), 404);
+    ck_assert_str_eq(error_code(doc), "not_found");
+    json_decref(doc);
+    doc = NULL;
+    ck_assert_int_eq(api("GET", "/api/v1/products/nope", NULL, NULL, NULL, &doc), 404);
+    json_decref(doc);
     /* tokens: none, garbage, expired */
     ck_assert_int_eq(api("POST", "/api/v1/sales", NULL, NULL, "{}", NULL), 401);
     ck_assert_int_eq(api("POST", "/api/v1/sales", "garbage", NULL, "{}", NULL), 401);
