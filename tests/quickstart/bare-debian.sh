@@ -3,13 +3,21 @@
 # runs deploy/run.sh in it until the demo page is served and the demo channel's playlist lists
 # segments, stops it, then runs deploy/test.sh in it, and prints how long each took.
 # Too slow for every CI run: run it after any change to the set-up scripts (as root).
-# Usage: tests/quickstart/bare-debian.sh [--keep] [WORK_DIR]   (default /var/tmp/silklive-bare)
+# --test-first runs the two commands the other way round (test.sh, then run.sh): each must work
+# whether or not the other ran first.
+# Usage: tests/quickstart/bare-debian.sh [--keep] [--test-first] [WORK_DIR]
+#        (default WORK_DIR /var/tmp/silklive-bare)
 set -euo pipefail
 keep=0
-if [[ ${1:-} == --keep ]]; then
-  keep=1
+test_first=0
+while [[ ${1:-} == --* ]]; do
+  case $1 in
+    --keep) keep=1 ;;
+    --test-first) test_first=1 ;;
+    *) echo "bare-debian: unknown option $1" >&2; exit 2 ;;
+  esac
   shift
-fi
+done
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=${1:-/var/tmp/silklive-bare}
 root=$work/root
@@ -79,62 +87,74 @@ http_port=$(free_port)
 rtmp_port=$(free_port)
 
 # 5. Quick start #1: installs, builds, starts; the demo is live by itself.
-say "./deploy/run.sh (HTTP $http_port, RTMP $rtmp_port)"
-t0=$SECONDS
-setsid chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb "${npm_ca[@]}" \
-  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  bash -c "cd /root/silklive && exec ./deploy/run.sh --listen 127.0.0.1:$http_port --rtmp-listen 127.0.0.1:$rtmp_port" \
-  >"$log/run.log" 2>&1 </dev/null &
-server_pid=$!
-served=0
-listed=0
-while ((SECONDS - t0 < 3600)); do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
+quick_run() {
+  say "./deploy/run.sh (HTTP $http_port, RTMP $rtmp_port)"
+  t0=$SECONDS
+  setsid chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb "${npm_ca[@]}" \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    bash -c "cd /root/silklive && exec ./deploy/run.sh --listen 127.0.0.1:$http_port --rtmp-listen 127.0.0.1:$rtmp_port" \
+    >"$log/run.log" 2>&1 </dev/null &
+  server_pid=$!
+  served=0
+  listed=0
+  while ((SECONDS - t0 < 3600)); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      tail -40 "$log/run.log"
+      say "FAILED: run.sh exited before the demo was live"
+      exit 1
+    fi
+    if ((served == 0)) && curl -fsS "http://127.0.0.1:$http_port/c/cl-wine" 2>/dev/null | grep -q '<html'; then
+      served=$((SECONDS - t0))
+      say "the viewer page is served after $served s"
+    fi
+    if ((served > 0)); then
+      segs=$(curl -fsS "http://127.0.0.1:$http_port/hls/cl-wine/source/index.m3u8" 2>/dev/null | grep -c '^#EXTINF' || true)
+      if ((segs >= 2)); then
+        listed=$((SECONDS - t0))
+        break
+      fi
+    fi
+    sleep 2
+  done
+  if ((listed == 0)); then
     tail -40 "$log/run.log"
-    say "FAILED: run.sh exited before the demo was live"
+    say "FAILED: the demo channel's playlist lists no segments after $((SECONDS - t0)) s"
     exit 1
   fi
-  if ((served == 0)) && curl -fsS "http://127.0.0.1:$http_port/c/cl-wine" 2>/dev/null | grep -q '<html'; then
-    served=$((SECONDS - t0))
-    say "the viewer page is served after $served s"
+  say "run.sh: the demo channel is live after $listed s (page served after $served s)"
+  grep -E 'watch:|go live:|live now:' "$log/run.log" | sed 's/#token=.*/#token=…/' || true
+  kill -TERM -- "-$server_pid"
+  for _ in $(seq 1 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$server_pid" 2>/dev/null; then
+    say "FAILED: silklive did not stop within 15 s of SIGTERM"
+    exit 1
   fi
-  if ((served > 0)); then
-    segs=$(curl -fsS "http://127.0.0.1:$http_port/hls/cl-wine/source/index.m3u8" 2>/dev/null | grep -c '^#EXTINF' || true)
-    if ((segs >= 2)); then
-      listed=$((SECONDS - t0))
-      break
-    fi
-  fi
-  sleep 2
-done
-if ((listed == 0)); then
-  tail -40 "$log/run.log"
-  say "FAILED: the demo channel's playlist lists no segments after $((SECONDS - t0)) s"
-  exit 1
-fi
-say "run.sh: the demo channel is live after $listed s (page served after $served s)"
-grep -E 'watch:|go live:|live now:' "$log/run.log" | sed 's/#token=.*/#token=…/' || true
-kill -TERM -- "-$server_pid"
-for _ in $(seq 1 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$server_pid" 2>/dev/null; then
-  say "FAILED: silklive did not stop within 15 s of SIGTERM"
-  exit 1
-fi
-server_pid=
+  server_pid=
+}
 
-# 6. Quick start #2 on the same root: the same set-up plus the test packages, then every suite.
-say "./deploy/test.sh"
-t0=$SECONDS
-set +e
-in_root bash -c 'cd /root/silklive && ./deploy/test.sh' >"$log/test.log" 2>&1 </dev/null
-status=$?
-set -e
-took=$((SECONDS - t0))
-grep -E '^(FAILED|total):' "$log/test.log" || true
-if ((status != 0)); then
-  grep -E '^(==|FAILED)|tests failed|\*\*\*Failed' "$log/test.log" | tail -40
-  say "FAILED: test.sh exited $status after $took s (log: $log/test.log)"
-  exit 1
+# 6. Quick start #2: the same set-up plus the test packages, then every suite.
+quick_test() {
+  say "./deploy/test.sh"
+  t0=$SECONDS
+  set +e
+  in_root bash -c 'cd /root/silklive && ./deploy/test.sh' >"$log/test.log" 2>&1 </dev/null
+  status=$?
+  set -e
+  took=$((SECONDS - t0))
+  grep -E '^(FAILED|total):' "$log/test.log" || true
+  if ((status != 0)); then
+    grep -E '^(==|FAILED)|tests failed|\*\*\*Failed' "$log/test.log" | tail -40
+    say "FAILED: test.sh exited $status after $took s (log: $log/test.log)"
+    exit 1
+  fi
+  say "test.sh passed in $took s"
+}
+
+if ((test_first)); then
+  quick_test
+  quick_run
+else
+  quick_run
+  quick_test
 fi
-say "test.sh passed in $took s"
 say "done: run.sh live after $listed s, test.sh $took s (logs in $log)"
