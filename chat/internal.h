@@ -31,8 +31,8 @@ struct chat_msg {
     char *text;                          /* chat: owned, cleaned, 1..500 characters */
 };
 
-/* Parse one text frame. SL_OK fills *out (free with chat_msg_clear); SL_EPROTO sets *err to a
- * static message for the client's error frame. Never reads past len; buf need not end in NUL. */
+/* Parse one text frame. SL_OK fills *out (free with chat_msg_clear); SL_EPROTO sets *err, whose
+ * message goes into the client's error frame. Never reads past len; buf need not end in NUL. */
 int chat_msg_parse(const char *buf, size_t len, struct chat_msg *out, GError **err);
 void chat_msg_clear(struct chat_msg *m);
 

@@ -114,13 +114,8 @@ int cm_identity_key_init(struct cm_identity_key *k, const char *hex, GError **er
 
 char *cm_id_number_ref(const struct cm_identity_key *k, const char *id)
 {
-    uint8_t mac[32];
-    unsigned int n = sizeof mac;
-    HMAC(EVP_sha256(), k->ref, sizeof k->ref, (const unsigned char *)id, strlen(id), mac, &n);
-    char *hex = g_malloc(2 * sizeof mac + 1);
-    for (size_t i = 0; i < sizeof mac; i++)
-        g_snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-    return hex;
+    return g_compute_hmac_for_data(G_CHECKSUM_SHA256, k->ref, sizeof k->ref, (const guchar *)id,
+                                   strlen(id));
 }
 
 /* AES-256-GCM, a random 96-bit nonce per seal: "v1." base64(nonce | ciphertext | tag). */

@@ -189,13 +189,18 @@ static char *secret_generate(GError **err)
     return g_string_free(s, FALSE);
 }
 
+gboolean sl_config_secret_given(const struct sl_config *c)
+{
+    const char *env = g_getenv("SILKLIVE_SECRET");
+    return (c->secret && *c->secret) || (env && *env);
+}
+
 int sl_config_resolve_secret(struct sl_config *c, GError **err)
 {
     if (c->secret && *c->secret) return SL_OK;
-    const char *env = g_getenv("SILKLIVE_SECRET");
-    if (env && *env) {
+    if (sl_config_secret_given(c)) {
         g_free(c->secret);
-        c->secret = g_strdup(env);
+        c->secret = g_strdup(g_getenv("SILKLIVE_SECRET"));
         return SL_OK;
     }
     if (g_mkdir_with_parents(c->data_dir, 0700) != 0) {

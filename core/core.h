@@ -72,6 +72,9 @@ int sl_config_parse_modules(const char *value, unsigned *mask, GError **err);
  * not an integer in [min, max]. */
 int sl_config_get_int(const struct sl_config *c, const char *section, const char *key, int64_t def,
                       int64_t min, int64_t max, int64_t *out, GError **err);
+/* Is a secret given (c->secret or env SILKLIVE_SECRET), so none need be read from or generated
+ * in the data dir? */
+gboolean sl_config_secret_given(const struct sl_config *c);
 /* Sets c->secret from env SILKLIVE_SECRET, else from <data_dir>/secret, generating that file
  * (mode 0600) on first use. SL_OK or SL_ERR (*err set). An already set secret is kept. */
 int sl_config_resolve_secret(struct sl_config *c, GError **err);

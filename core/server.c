@@ -571,9 +571,7 @@ int sl_server_start(sl_server *srv, GError **err, int *exit_code)
     if (probe_listen("HTTP", c->listen_host, c->listen_port, err) != SL_OK) return SL_ERR;
     /* The data dir holds the embedded Redis and a generated secret; a node that uses neither
      * (a shared Redis, a configured secret) leaves it alone, so nodes can share a directory. */
-    const char *secret_env = g_getenv("SILKLIVE_SECRET");
-    gboolean uses_data_dir = strcmp(c->redis_url, "embedded") == 0 ||
-                             !((c->secret && *c->secret) || (secret_env && *secret_env));
+    gboolean uses_data_dir = strcmp(c->redis_url, "embedded") == 0 || !sl_config_secret_given(c);
     if (uses_data_dir && lock_data_dir(srv, err) != SL_OK) return SL_ERR;
     raise_fd_limit();
     if (sl_config_resolve_secret(c, err) != SL_OK) return SL_ERR;

@@ -2,7 +2,10 @@
  * by every module. */
 #include "core.h"
 
-G_DEFINE_QUARK(silklive - error - quark, sl_error)
+GQuark sl_error_quark(void)
+{
+    return g_quark_from_static_string("silklive-error-quark");
+}
 
 gboolean sl_id_valid(const char *s, size_t len)
 {

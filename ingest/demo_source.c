@@ -43,8 +43,7 @@ static gboolean on_bus(GstBus *bus, GstMessage *msg, gpointer data)
     d->said_why = TRUE;
     g_clear_error(&e);
     d->bus_watch = 0; /* returning REMOVE takes the watch away */
-    gst_element_set_state(d->pipeline, GST_STATE_NULL);
-    gst_clear_object(&d->pipeline);
+    source_stop(d);
     return G_SOURCE_REMOVE;
 }
 
