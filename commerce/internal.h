@@ -7,7 +7,16 @@
 #include "room/room.h"
 
 #include <hiredis/hiredis.h>
+#include <libsoup/soup.h>
 #include <stddef.h>
+
+struct payments;
+struct customs;
+
+/* Keys derived from [commerce] identity_key (64 hex digits): one seals, one references. */
+struct cm_identity_key {
+    uint8_t seal[32], ref[32];
+};
 
 struct commerce {
     sl_server *srv;
@@ -16,6 +25,11 @@ struct commerce {
     char *public_url;                                                        /* owned */
     char *public_rtmp_url;                                                   /* owned */
     sl_script *create, *cas, *reserve, *confirm, *release, *sweep, *control; /* owned */
+    sl_script *pay, *paid, *doc_update;                                      /* owned */
+    struct cm_identity_key identity;
+    SoupSession *http;         /* owned: calls to payment providers and the customs gateway */
+    struct payments *payments; /* owned by payments.c */
+    struct customs *customs;   /* owned by customs.c */
     GHashTable *watches; /* sale id -> struct sale_watch*, owned */
     guint sweep_timer;
     int sweeping; /* sweep commands in flight; a new round waits for the last */
@@ -111,6 +125,62 @@ void cm_sweeper_stop(struct commerce *cm);
 void cm_sale_event(struct commerce *cm, const char *sale_id, const char *event);
 void cm_watch_free(gpointer w);
 
+/* The sale of a reservation id ("<sale>_<random>"), a payment id ("P<rid>") or an order id
+ * ("O<rid>"): g_free, or NULL when the id is none of these. */
+char *cm_sale_of_rid(const char *rid);
+char *cm_sale_of_ref(const char *payment_or_order_id);
+/* The calendar year in China (UTC+8) at now_ms: buyers' quotas count per year. */
+int cm_china_year(int64_t now_ms);
+
+/* ---- payments.c: payment intents, providers, notifications, refunds ---- */
+int cm_payments_init(struct commerce *cm, GError **err);
+void cm_payments_start(struct commerce *cm);
+void cm_payments_stop(struct commerce *cm);
+void cm_payments_free(struct commerce *cm);
+/* Ask the order's provider to refund it (consul's refund); cb(cm, ok, why, user) later. */
+typedef void (*cm_refund_cb)(struct commerce *cm, gboolean ok, const char *why, void *user);
+void cm_payments_refund(struct commerce *cm, json_t *order, cm_refund_cb cb, void *user);
+
+/* ---- orders.c: the order's life after payment ---- */
+void cm_order_routes(struct commerce *cm);
+/* The read form of a stored order (new reference): no user, sealed identity or reference;
+ * buyer.id_number masked. */
+json_t *cm_order_view(json_t *stored);
+/* Change a stored order through commerce_doc_update.lua: allowed_from is a comma list of states
+ * the order may be in ("" for any), new_state "" keeps it, patch's members replace the order's
+ * (stolen; may be NULL). cb gets the stored order after the change, or NULL with status
+ * "not_found", "conflict" (it was in another state; doc is then the order as it is) or
+ * "unavailable". Every change is also an order event for the pavilion's staff. */
+typedef void (*cm_order_cb)(struct commerce *cm, const char *status, json_t *doc, void *user);
+void cm_order_update(struct commerce *cm, const char *order_id, const char *allowed_from,
+                     const char *new_state, json_t *patch, cm_order_cb cb, void *user);
+/* Tell the pavilion's staff (console) that an order changed. */
+void cm_order_event(struct commerce *cm, json_t *stored);
+
+/* ---- outbox.c: durable jobs on a Redis stream, at least once, surviving kill -9 ---- */
+/* Producers XADD entries (in the Lua script that makes the job's reason true). Each node reads
+ * with a consumer group, reclaims entries a dead node left pending, and hands each entry to the
+ * handler, which ends it with cm_job_done (XACK) or cm_job_retry (again after a backoff of
+ * 1 s, 2 s, 4 s ... 60 s), exactly once, possibly later. */
+typedef struct cm_outbox cm_outbox;
+typedef struct cm_job cm_job;
+typedef void (*cm_job_fn)(cm_job *job, json_t *fields, void *user);
+/* stream_key and group name the stream and its consumer group; name labels the metrics. */
+cm_outbox *cm_outbox_new(struct commerce *cm, const char *stream_key, const char *name,
+                         cm_job_fn fn, void *user);
+void cm_outbox_start(cm_outbox *o);
+void cm_outbox_stop(cm_outbox *o);
+void cm_outbox_free(cm_outbox *o);
+void cm_job_done(cm_job *job);
+void cm_job_retry(cm_job *job, const char *why);
+int cm_job_attempts(const cm_job *job);
+
+/* ---- customs.c: declarations of paid orders to the customs gateway ---- */
+int cm_customs_init(struct commerce *cm, GError **err);
+void cm_customs_start(struct commerce *cm);
+void cm_customs_stop(struct commerce *cm);
+void cm_customs_free(struct commerce *cm);
+
 /* ---- crossborder.c: the cross-border retail import rules (pure; unit-tested) ---- */
 /* A PRC resident identity number (GB 11643): 18 characters, a region that does not start with
  * 0, a real birth date from 1900 to today_year, the ISO 7064 MOD 11-2 check character. Returns
@@ -119,10 +189,6 @@ char *cm_id_number_check(const char *text, int today_year, GError **err);
 /* "110***********123X": the first three and last four characters; all '*' for a malformed one. */
 #define CM_ID_MASKED_LEN 18
 void cm_id_number_mask(const char *id, char out[CM_ID_MASKED_LEN + 1]);
-/* Keys derived from [commerce] identity_key (64 hex digits): one seals, one references. */
-struct cm_identity_key {
-    uint8_t seal[32], ref[32];
-};
 int cm_identity_key_init(struct cm_identity_key *k, const char *hex, GError **err);
 /* Sealed at rest: AES-256-GCM with a random nonce, "v1.<base64>" (g_free). */
 char *cm_id_number_seal(const struct cm_identity_key *k, const char *id, GError **err);

@@ -128,8 +128,30 @@ json_t *cm_validate_pavilion(json_t *body, GError **err)
             return NULL;
         }
     }
-    return json_pack("{s:O, s:o, s:O, s:o}", "code", code, "name", name, "currency", cur,
-                     "languages", lang_copy);
+    /* The e-commerce enterprise that sells in this pavilion, as registered with customs: its
+     * code (10 or 18 characters: a customs registration or a unified social credit code) and
+     * name go into every declaration of its orders. */
+    json_t *ebc_code = json_object_get(body, "ebc_code"), *ebc_name = json_object_get(body, "ebc_name");
+    gboolean code_ok = ebc_code == NULL;
+    if (json_is_string(ebc_code)) {
+        size_t n = json_string_length(ebc_code);
+        code_ok = n == 10 || n == 18;
+        for (size_t i = 0; code_ok && i < n; i++)
+            code_ok = g_ascii_isalnum(json_string_value(ebc_code)[i]);
+    }
+    if (!code_ok || (ebc_name && !valid_text(ebc_name))) {
+        json_decref(name);
+        json_decref(lang_copy);
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "ebc_code must be 10 or 18 letters and digits (customs registration "
+                            "or unified social credit code) and ebc_name a text");
+        return NULL;
+    }
+    json_t *doc = json_pack("{s:O, s:o, s:O, s:o}", "code", code, "name", name, "currency", cur,
+                            "languages", lang_copy);
+    if (ebc_code) json_object_set(doc, "ebc_code", ebc_code);
+    if (ebc_name) json_object_set(doc, "ebc_name", ebc_name);
+    return doc;
 }
 
 json_t *cm_validate_channel(json_t *body, GError **err)
@@ -146,6 +168,15 @@ json_t *cm_validate_channel(json_t *body, GError **err)
         return NULL;
     }
     return json_pack("{s:O, s:o}", "id", id, "title", title);
+}
+
+/* A string of exactly n ASCII digits (customs' codes). */
+static gboolean digits_value(json_t *v, size_t n)
+{
+    if (!json_is_string(v) || json_string_length(v) != n) return FALSE;
+    for (size_t i = 0; i < n; i++)
+        if (!g_ascii_isdigit(json_string_value(v)[i])) return FALSE;
+    return TRUE;
 }
 
 static gboolean valid_url(json_t *v)
@@ -205,9 +236,44 @@ json_t *cm_validate_product(json_t *body, GError **err)
                             "title must be an object of texts with \"en\" and/or \"zh\"");
         return NULL;
     }
-    json_t *doc = json_pack("{s:O, s:o, s:{s:I, s:O}, s:I, s:s}", "sku", sku, "title", title,
-                            "price", "amount_minor", (json_int_t)amount, "currency", cur,
-                            "price_cny_fen", (json_int_t)cny, "stock_location", l);
+    /* the import rules' per-product figures (api.md "Cross-border retail import rules") */
+    int64_t vat = 1300, consumption = 0, freight = 0;
+    static const struct {
+        const char *name;
+        int64_t hi;
+        const char *what;
+    } rates[] = {
+        {"vat_rate_bp", 10000, "vat_rate_bp must be an integer from 0 to 10000 (basis points)"},
+        {"consumption_tax_rate_bp", 9999,
+         "consumption_tax_rate_bp must be an integer from 0 to 9999 (basis points)"},
+        {"freight_cny_fen", PRICE_MAX, "freight_cny_fen must be an integer >= 0 (CNY in fen)"},
+    };
+    int64_t *outs[] = {&vat, &consumption, &freight};
+    for (size_t i = 0; i < G_N_ELEMENTS(rates); i++) {
+        json_t *v = json_object_get(body, rates[i].name);
+        if (v && !int_in(v, 0, rates[i].hi, outs[i])) {
+            json_decref(title);
+            g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID, rates[i].what);
+            return NULL;
+        }
+    }
+    /* customs' codes for the declaration's OrderList: unit (3 digits, default 011 "piece") and
+     * country of origin (3 digits; absent: the pavilion's) */
+    json_t *unit = json_object_get(body, "customs_unit");
+    json_t *origin = json_object_get(body, "origin_country_code");
+    if ((unit && !digits_value(unit, 3)) || (origin && !digits_value(origin, 3))) {
+        json_decref(title);
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_INVALID,
+                            "customs_unit and origin_country_code must be customs' 3-digit codes");
+        return NULL;
+    }
+    json_t *doc = json_pack("{s:O, s:o, s:{s:I, s:O}, s:I, s:s, s:I, s:I, s:I, s:s}", "sku", sku,
+                            "title", title, "price", "amount_minor", (json_int_t)amount,
+                            "currency", cur, "price_cny_fen", (json_int_t)cny, "stock_location", l,
+                            "vat_rate_bp", (json_int_t)vat, "consumption_tax_rate_bp",
+                            (json_int_t)consumption, "freight_cny_fen", (json_int_t)freight,
+                            "customs_unit", unit ? json_string_value(unit) : "011");
+    if (origin) json_object_set(doc, "origin_country_code", origin);
     json_object_set(doc, "image_url", img && json_is_string(img) ? img : json_null());
     return doc;
 }

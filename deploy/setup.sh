@@ -14,11 +14,12 @@ mode=${1:-}
 # ladder's source, libswscale scales the rungs and libavformat cuts the highlight clips; the
 # ffmpeg command is the go-live line the demo prints. ca-certificates: npm reaches its registry.
 # libssl-dev: OpenSSL's libcrypto seals identity numbers (AES-256-GCM) and checks payment
-# providers' signatures; libxml2 writes the customs declarations.
+# providers' signatures; libxml2 writes the customs declarations; libsoup (with glib-networking
+# for TLS) is the HTTP client that calls payment providers and the customs gateway.
 PACKAGES=(
   build-essential cmake pkg-config ca-certificates
   libglib2.0-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libhiredis-dev libjansson-dev
-  libssl-dev libxml2-dev
+  libssl-dev libxml2-dev libsoup-3.0-dev glib-networking
   redis-server
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
