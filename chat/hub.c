@@ -476,6 +476,21 @@ static void room_deliver(struct room *r, const char *msg, size_t len)
         json_decref(j);
         return;
     }
+    if (sl_room_event_parse(type) == SL_ROOM_EV_ORDER) {
+        /* orders carry buyers' details: only the staff of the order's pavilion get them */
+        const char *pav = json_string_value(json_object_get(j, "pavilion"));
+        struct chat_frame *f = chat_frame_new(msg, len, CHAT_FRAME_EVENT);
+        for (guint i = 0; i < r->members->len; i++) {
+            struct conn *c = g_ptr_array_index(r->members, i);
+            if (c->authed &&
+                (c->who.role == SL_ROLE_ADMIN ||
+                 (c->who.role >= SL_ROLE_CONSUL && pav && strcmp(c->who.pav, pav) == 0)))
+                conn_enqueue(c, f, FALSE);
+        }
+        chat_frame_unref(f);
+        json_decref(j);
+        return;
+    }
     enum chat_frame_kind kind = CHAT_FRAME_EVENT;
     const char *event = json_string_value(json_object_get(j, "event"));
     if (sl_room_event_parse(type) == SL_ROOM_EV_SALE && event && strcmp(event, "stock") == 0)

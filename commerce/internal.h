@@ -30,7 +30,7 @@ struct commerce {
     SoupSession *http;         /* owned: calls to payment providers and the customs gateway */
     struct payments *payments; /* owned by payments.c */
     struct customs *customs;   /* owned by customs.c */
-    GHashTable *watches; /* sale id -> struct sale_watch*, owned */
+    GHashTable *watches;       /* sale id -> struct sale_watch*, owned */
     guint sweep_timer;
     int sweeping; /* sweep commands in flight; a new round waits for the last */
     gboolean stopping;
@@ -124,6 +124,10 @@ void cm_sweeper_stop(struct commerce *cm);
 /* Emit a sale event ("scheduled", "started", "stock", ...) for a sale, reading its state. */
 void cm_sale_event(struct commerce *cm, const char *sale_id, const char *event);
 void cm_watch_free(gpointer w);
+/* After a sale script: its reply ends with the snapshot (state quantity available held sold ver)
+ * at snap_at and an event; tell the room (the event, and stock if it moved). */
+void cm_sale_after_script(struct commerce *cm, const char *sale_id, redisReply *r, size_t snap_at,
+                          gboolean stock_moved);
 
 /* The sale of a reservation id ("<sale>_<random>"), a payment id ("P<rid>") or an order id
  * ("O<rid>"): g_free, or NULL when the id is none of these. */
@@ -212,6 +216,13 @@ EVP_PKEY *cm_wxpay_key_from_pem(const char *pem, gboolean private_key, GError **
 char *cm_wxpay_authorization(EVP_PKEY *merchant_key, const char *mchid, const char *serial_no,
                              const char *method, const char *url_path, const char *body,
                              int64_t now_s, GError **err);
+/* Base64 RSA-SHA256 (PKCS#1 v1.5) over the lines, each ending in '\n' (g_free). */
+char *cm_wxpay_sign(EVP_PKEY *key, const char *const *lines, size_t n, GError **err);
+/* 32 random hex digits (g_free). */
+char *cm_wxpay_nonce(void);
+/* A resource sealed as the provider seals it (AEAD_AES_256_GCM, associated data the
+ * original_type): the dev provider's notifications. */
+json_t *cm_wxpay_seal_resource(const char *apiv3_key, const char *original_type, const char *plain);
 /* A notification is believed only if its Wechatpay-Timestamp is within CM_WXPAY_WINDOW_S of
  * now_s and Wechatpay-Signature verifies over "timestamp\nnonce\nbody\n" with the platform key.
  * The caller also refuses a nonce it has seen within the window (a replay). */

@@ -240,6 +240,30 @@ static int commerce_init(sl_server *srv, GError **err)
     cm->public_rtmp_url = g_key_file_get_string(cfg->file, "commerce", "public_rtmp_url", NULL);
     if (cm->public_rtmp_url == NULL)
         cm->public_rtmp_url = g_strdup_printf("rtmp://%s:%d/live", cfg->rtmp_host, cfg->rtmp_port);
+    /* Identity numbers are sealed with [commerce] identity_key; without one, with a key derived
+     * from the auth secret (so a change of secret makes stored identities unreadable: set the
+     * key in production). */
+    char *ikey = g_key_file_get_string(cfg->file, "commerce", "identity_key", NULL);
+    if (ikey == NULL) {
+        char *seed = g_strconcat("silklive identity key:", cfg->secret ? cfg->secret : "", NULL);
+        ikey = g_compute_checksum_for_string(G_CHECKSUM_SHA256, seed, -1);
+        memset(seed, 0, strlen(seed));
+        g_free(seed);
+    }
+    GError *kerr = NULL;
+    int kok = cm_identity_key_init(&cm->identity, g_strstrip(ikey), &kerr);
+    memset(ikey, 0, strlen(ikey));
+    g_free(ikey);
+    if (kok != SL_OK) {
+        g_set_error(err, SL_ERROR, SL_ERROR_INVALID, "[commerce] identity_key: %s", kerr->message);
+        g_error_free(kerr);
+        g_free(cm->public_url);
+        g_free(cm->public_rtmp_url);
+        g_free(cm);
+        return SL_ERR;
+    }
+    cm->http = soup_session_new_with_options("timeout", 10, "idle-timeout", 60, "user-agent",
+                                             "silklive/1", NULL);
     cm->create = sl_script_new(sl_lua_commerce_create);
     cm->cas = sl_script_new(sl_lua_commerce_cas);
     cm->reserve = sl_script_new(sl_lua_commerce_reserve);
@@ -247,10 +271,15 @@ static int commerce_init(sl_server *srv, GError **err)
     cm->release = sl_script_new(sl_lua_commerce_release);
     cm->sweep = sl_script_new(sl_lua_commerce_sweep);
     cm->control = sl_script_new(sl_lua_commerce_control);
+    cm->pay = sl_script_new(sl_lua_commerce_pay);
+    cm->paid = sl_script_new(sl_lua_commerce_paid);
+    cm->doc_update = sl_script_new(sl_lua_commerce_doc_update);
     cm->watches = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, cm_watch_free);
     sl_server_set_module_data(srv, SL_MODULE_COMMERCE, cm);
     cm_catalog_routes(cm);
     cm_sale_routes(cm);
+    cm_order_routes(cm);
+    if (cm_payments_init(cm, err) != SL_OK || cm_customs_init(cm, err) != SL_OK) return SL_ERR;
     return SL_OK;
 }
 
@@ -458,6 +487,8 @@ static int commerce_start(sl_server *srv, GError **err)
 {
     struct commerce *cm = commerce_of(srv);
     cm_sweeper_start(cm);
+    cm_payments_start(cm);
+    cm_customs_start(cm);
     if (sl_server_config(srv)->demo) demo_seed(cm);
     return SL_OK;
 }
@@ -467,6 +498,8 @@ static void commerce_stop(sl_server *srv)
     struct commerce *cm = commerce_of(srv);
     cm->stopping = TRUE;
     cm_sweeper_stop(cm);
+    cm_payments_stop(cm);
+    cm_customs_stop(cm);
 }
 
 static gboolean commerce_ready(sl_server *srv)
@@ -479,6 +512,13 @@ static void commerce_destroy(sl_server *srv)
     struct commerce *cm = commerce_of(srv);
     if (cm == NULL) return;
     cm_sweeper_stop(cm);
+    cm_customs_free(cm);
+    cm_payments_free(cm);
+    if (cm->http) {
+        soup_session_abort(cm->http);
+        g_object_unref(cm->http);
+    }
+    memset(&cm->identity, 0, sizeof cm->identity);
     g_hash_table_unref(cm->watches);
     sl_script_free(cm->create);
     sl_script_free(cm->cas);
@@ -487,6 +527,9 @@ static void commerce_destroy(sl_server *srv)
     sl_script_free(cm->release);
     sl_script_free(cm->sweep);
     sl_script_free(cm->control);
+    sl_script_free(cm->pay);
+    sl_script_free(cm->paid);
+    sl_script_free(cm->doc_update);
     g_free(cm->public_url);
     g_free(cm->public_rtmp_url);
     g_free(cm);

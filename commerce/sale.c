@@ -152,8 +152,8 @@ static void stock_changed(struct commerce *cm, const char *sale_id)
 }
 
 /* Script replies end with the snapshot (state quantity available held sold ver) and an event. */
-static void after_script(struct commerce *cm, const char *sale_id, redisReply *r, size_t snap_at,
-                         gboolean stock_moved)
+void cm_sale_after_script(struct commerce *cm, const char *sale_id, redisReply *r, size_t snap_at,
+                          gboolean stock_moved)
 {
     if (r->elements < snap_at + 7) return;
     redisReply *ev = r->element[snap_at + 6];
@@ -168,23 +168,6 @@ static int64_t snap_int(redisReply *r, size_t snap_at, int field)
 }
 
 /* ---- keys ---- */
-
-/* The buyer's spending is counted per calendar year in China (UTC+8). */
-static int china_year(int64_t now_ms)
-{
-    time_t t = (time_t)(now_ms / 1000) + 8 * 3600;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    return tm.tm_year + 1900;
-}
-
-/* A reservation id is "<sale id>_<random>"; sale ids have no '_' so the sale is recoverable. */
-static char *sale_of_reservation(const char *rid)
-{
-    const char *us = strchr(rid, '_');
-    if (us == NULL || us == rid || strchr(us + 1, '_')) return NULL;
-    return g_strndup(rid, (gsize)(us - rid));
-}
 
 /* ---- create ---- */
 
@@ -397,7 +380,7 @@ static void sale_controlled(struct cm_ctx *c, redisReply *r)
         cm_error(c, 409, "conflict", "sale %s has ended and cannot start again", c->id);
         return;
     }
-    after_script(c->cm, c->id, r, 1, FALSE);
+    cm_sale_after_script(c->cm, c->id, r, 1, FALSE);
     cm_cmd(c, sale_loaded, "HGETALL " SL_KEY_SALE_INV, c->id);
 }
 
@@ -480,7 +463,7 @@ static void reserved(struct cm_ctx *c, redisReply *r)
         gboolean fresh = st[0] == 'o';
         json_t *v =
             reservation_view(r->element[1]->str, c->id, r->element[2]->str, snap_int(r, 3, 2));
-        after_script(c->cm, c->id, r, 3, fresh);
+        cm_sale_after_script(c->cm, c->id, r, 3, fresh);
         if (v == NULL) {
             cm_error(c, 503, "unavailable", "reservation record unreadable");
             return;
@@ -489,7 +472,7 @@ static void reserved(struct cm_ctx *c, redisReply *r)
         cm_reply(c, fresh ? 201 : 200, v);
         return;
     }
-    if (r->elements >= 10) after_script(c->cm, c->id, r, 3, FALSE);
+    if (r->elements >= 10) cm_sale_after_script(c->cm, c->id, r, 3, FALSE);
     for (size_t i = 0; i < G_N_ELEMENTS(reserve_refusals); i++) {
         if (strcmp(st, reserve_refusals[i].status) == 0) {
             cm_error_static(c, reserve_refusals[i].http, reserve_refusals[i].code,
@@ -534,7 +517,6 @@ static void reservation_create(sl_http_req *req, void *user)
          *exp = cm_key(SL_KEY_SALE_EXP, c->id);
     char *userh = cm_key(SL_KEY_SALE_USER, c->id);
     char *idem = g_strdup_printf(SL_KEY_SALE_IDEM, c->id, c->who.sub, key);
-    char *spent = g_strdup_printf(SL_KEY_BUYER_SPENT, c->who.sub, china_year(now));
     char now_s[SL_INT_TEXT_MAX], qty_s[SL_INT_TEXT_MAX], annual[SL_INT_TEXT_MAX],
         per_order[SL_INT_TEXT_MAX];
     sl_int_text(now, now_s);
@@ -546,7 +528,6 @@ static void reservation_create(sl_http_req *req, void *user)
                           exp,
                           userh,
                           idem,
-                          spent,
                           now_s,
                           c->who.sub,
                           qty_s,
@@ -555,7 +536,7 @@ static void reservation_create(sl_http_req *req, void *user)
                           annual,
                           per_order,
                           IDEMPOTENCY_TTL_S};
-    cm_eval(c, reserved, cm->reserve, 6, 14, argv);
+    cm_eval(c, reserved, cm->reserve, 5, 13, argv);
     g_free(rid_suffix);
     g_free(rid);
     g_free(inv);
@@ -563,141 +544,17 @@ static void reservation_create(sl_http_req *req, void *user)
     g_free(exp);
     g_free(userh);
     g_free(idem);
-    g_free(spent);
 }
 
-/* Confirm and release: the reservation's sale, and the order once the script stored it. */
+/* Release: the reservation's sale. */
 struct reservation_flow {
     struct cm_ctx c;
     char *sale_id; /* owned */
-    json_t *order; /* owned */
 };
 
 static void reservation_flow_clear(struct cm_ctx *c)
 {
-    struct reservation_flow *f = CM_FLOW(struct reservation_flow, c);
-    g_free(f->sale_id);
-    json_decref(f->order);
-}
-
-/* The order is on the primary's disk; a replica has it too, or the wait timed out. Either way
- * it is stored: the answer is 200. */
-static void order_replicated(redisReply *r, const char *err, void *user)
-{
-    struct cm_ctx *c = user;
-    int64_t want = sl_redis_replicas_wanted(c->cm->srv);
-    if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer < want) {
-        static sl_metric *unreplicated;
-        if (unreplicated == NULL)
-            unreplicated = sl_metric_get("silklive_orders_unreplicated_total", SL_METRIC_COUNTER,
-                                         "Orders no replica acknowledged in time (a failover "
-                                         "now could lose them)",
-                                         NULL, 1);
-        sl_metric_add(unreplicated, 1);
-        g_warning("order of reservation %s: stored on the primary, not yet on a replica (%s)",
-                  c->id,
-                  r && r->type == REDIS_REPLY_INTEGER ? "timed out"
-                  : err                               ? err
-                                                      : "error");
-    }
-    json_t *order = g_steal_pointer(&CM_FLOW(struct reservation_flow, c)->order);
-    cm_reply(c, 200, order);
-}
-
-static void confirmed(struct cm_ctx *c, redisReply *r)
-{
-    struct reservation_flow *f = CM_FLOW(struct reservation_flow, c);
-    const char *st = r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0]->str : "";
-    if (strcmp(st, "ok") == 0 || strcmp(st, "existing") == 0) {
-        json_t *order = json_loadb(r->element[1]->str, r->element[1]->len, 0, NULL);
-        if (order == NULL) {
-            cm_error(c, 503, "unavailable", "order record unreadable");
-            return;
-        }
-        if (st[0] == 'o') {
-            static sl_metric *orders, *gmv;
-            if (orders == NULL) {
-                orders = sl_metric_get("silklive_orders_total", SL_METRIC_COUNTER,
-                                       "Orders confirmed", NULL, 1);
-                gmv = sl_metric_get("silklive_orders_cny_fen_total", SL_METRIC_COUNTER,
-                                    "Value of confirmed orders, CNY fen", NULL, 1);
-            }
-            sl_metric_add(orders, 1);
-            sl_metric_add(gmv, json_integer_value(json_object_get(order, "amount_cny_fen")));
-            after_script(c->cm, f->sale_id, r, 2, TRUE);
-        }
-        json_object_del(order, "user");
-        /* behind Sentinel, a 200 waits until a replica has the order too */
-        f->order = order;
-        if (st[0] == 'o' && sl_redis_wait_replicas(c->cm->srv, order_replicated, c) == SL_OK)
-            return;
-        cm_reply(c, 200, g_steal_pointer(&f->order));
-        return;
-    }
-    if (r->elements >= 9) after_script(c->cm, f->sale_id, r, 2, TRUE);
-    if (strcmp(st, "not_found") == 0)
-        cm_error(c, 404, "not_found", "no reservation %s", c->id);
-    else if (strcmp(st, "reservation_expired") == 0)
-        cm_error(c, 409, "reservation_expired", "the reservation expired or was released");
-    else if (strcmp(st, "quota_exceeded") == 0)
-        cm_error(c, 409, "quota_exceeded",
-                 "this order would pass your annual cross-border "
-                 "purchase quota; the units were released");
-    else
-        cm_error(c, 503, "unavailable", "unexpected answer from the store");
-}
-
-static gboolean payment_ref_valid(json_t *v)
-{
-    if (!json_is_string(v)) return FALSE;
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    if (n < 1 || n > 128) return FALSE;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e) return FALSE;
-    return TRUE;
-}
-
-static void reservation_confirm(sl_http_req *req, void *user)
-{
-    struct reservation_flow *f =
-        CM_FLOW_NEW(struct reservation_flow, req, user, reservation_flow_clear);
-    struct cm_ctx *c = &f->c;
-    if (!cm_path_id(c, "rid") || !cm_auth(c) || !cm_body(c)) return;
-    json_t *pref = json_object_get(c->body, "payment_ref");
-    if (!payment_ref_valid(pref)) {
-        cm_error(c, 400, "bad_request", "payment_ref must be 1 to 128 printable characters");
-        return;
-    }
-    f->sale_id = sale_of_reservation(c->id);
-    if (f->sale_id == NULL) {
-        cm_error(c, 404, "not_found", "no reservation %s", c->id);
-        return;
-    }
-    int64_t now = sl_now_ms();
-    const char *u = c->who.sub;
-    char *inv = cm_key(SL_KEY_SALE_INV, f->sale_id), *res = cm_key(SL_KEY_SALE_RES, f->sale_id);
-    char *exp = cm_key(SL_KEY_SALE_EXP, f->sale_id), *userh = cm_key(SL_KEY_SALE_USER, f->sale_id);
-    char *orders = cm_key(SL_KEY_SALE_ORDERS, f->sale_id);
-    char *spent = g_strdup_printf(SL_KEY_BUYER_SPENT, u, china_year(now));
-    char *border = cm_key(SL_KEY_BUYER_ORDERS, u), *bdocs = cm_key(SL_KEY_BUYER_DOCS, u);
-    char *order_id = g_strdup_printf("O%s", c->id);
-    char now_s[24], annual[24];
-    g_snprintf(now_s, sizeof now_s, "%lld", (long long)now);
-    g_snprintf(annual, sizeof annual, "%lld", (long long)c->cm->quota_annual_fen);
-    const char *argv[] = {inv,      res,   exp,   userh, orders, spent,
-                          border,   bdocs, now_s, u,     c->id,  json_string_value(pref),
-                          order_id, annual};
-    cm_eval_on(c, sl_server_redis_orders(c->cm->srv), confirmed, c->cm->confirm, 8, 14, argv);
-    g_free(inv);
-    g_free(res);
-    g_free(exp);
-    g_free(userh);
-    g_free(orders);
-    g_free(spent);
-    g_free(border);
-    g_free(bdocs);
-    g_free(order_id);
+    g_free(CM_FLOW(struct reservation_flow, c)->sale_id);
 }
 
 static void released(struct cm_ctx *c, redisReply *r)
@@ -705,7 +562,7 @@ static void released(struct cm_ctx *c, redisReply *r)
     struct reservation_flow *f = CM_FLOW(struct reservation_flow, c);
     const char *st = r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0]->str : "";
     if (strcmp(st, "ok") == 0) {
-        after_script(c->cm, f->sale_id, r, 2, TRUE);
+        cm_sale_after_script(c->cm, f->sale_id, r, 2, TRUE);
         cm_reply(c, 200,
                  json_pack("{s:s, s:s, s:b, s:I}", "reservation_id", c->id, "sale", f->sale_id,
                            "released", 1, "available", (json_int_t)snap_int(r, 2, 2)));
@@ -722,7 +579,7 @@ static void reservation_delete(sl_http_req *req, void *user)
         CM_FLOW_NEW(struct reservation_flow, req, user, reservation_flow_clear);
     struct cm_ctx *c = &f->c;
     if (!cm_path_id(c, "rid") || !cm_auth(c)) return;
-    f->sale_id = sale_of_reservation(c->id);
+    f->sale_id = cm_sale_of_rid(c->id);
     if (f->sale_id == NULL) {
         cm_error(c, 404, "not_found", "no reservation %s", c->id);
         return;
@@ -737,83 +594,6 @@ static void reservation_delete(sl_http_req *req, void *user)
     g_free(res);
     g_free(exp);
     g_free(userh);
-}
-
-/* ---- orders ---- */
-
-static void sale_orders_loaded(struct cm_ctx *c, redisReply *r)
-{
-    json_t *arr = json_array();
-    for (size_t i = 0; i < r->elements; i++) {
-        redisReply *entry = r->element[i]; /* [id, [field, value]] */
-        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
-        redisReply *fv = entry->element[1];
-        if (fv->type != REDIS_REPLY_ARRAY || fv->elements < 2) continue;
-        json_t *o = json_loadb(fv->element[1]->str, fv->element[1]->len, 0, NULL);
-        if (o) json_array_append_new(arr, o);
-    }
-    cm_reply(c, 200, json_pack("{s:s, s:o}", "sale", c->id, "orders", arr));
-}
-
-static void sale_orders_authorised(struct cm_ctx *c, redisReply *r)
-{
-    if (r->type != REDIS_REPLY_STRING) {
-        cm_error(c, 404, "not_found", "no sale %s", c->id);
-        return;
-    }
-    if (!cm_may(c, SL_ROLE_CONSUL, r->str)) return;
-    cm_cmd(c, sale_orders_loaded, "XRANGE " SL_KEY_SALE_ORDERS " - + COUNT 10000", c->id);
-}
-
-static void orders_list(sl_http_req *req, void *user)
-{
-    struct cm_ctx *c = cm_ctx_new(req, user);
-    if (!cm_auth(c)) return;
-    const char *sale = sl_http_req_query(req, "sale");
-    if (sale == NULL || !sl_id_valid(sale, strlen(sale))) {
-        cm_error(c, 400, "bad_request", "the sale query parameter must be a sale id");
-        return;
-    }
-    if (c->who.role < SL_ROLE_CONSUL) {
-        cm_error(c, 403, "forbidden", "orders of a sale are for its consul");
-        return;
-    }
-    c->id = g_strdup(sale);
-    cm_cmd(c, sale_orders_authorised, "HGET " SL_KEY_SALE_INV " pavilion", c->id);
-}
-
-static void my_orders_docs(struct cm_ctx *c, redisReply *r)
-{
-    json_t *arr = json_array();
-    for (size_t i = 0; i < r->elements; i++) {
-        json_t *o = cm_doc(r->element[i]);
-        if (o == NULL) continue;
-        json_object_del(o, "user");
-        json_array_append_new(arr, o);
-    }
-    cm_reply(c, 200, json_pack("{s:o}", "orders", arr));
-}
-
-static void my_orders_index(struct cm_ctx *c, redisReply *r)
-{
-    if (r->elements == 0) {
-        cm_reply(c, 200, json_pack("{s:[]}", "orders"));
-        return;
-    }
-    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
-    g_ptr_array_add(argv, g_strdup("HMGET"));
-    g_ptr_array_add(argv, g_strdup_printf(SL_KEY_BUYER_DOCS, c->who.sub));
-    for (size_t i = 0; i < r->elements; i++)
-        g_ptr_array_add(argv, g_strdup(r->element[i]->str));
-    cm_cmd_argv(c, my_orders_docs, argv);
-    g_ptr_array_unref(argv);
-}
-
-static void my_orders(sl_http_req *req, void *user)
-{
-    struct cm_ctx *c = cm_ctx_new(req, user);
-    if (!cm_auth(c)) return;
-    cm_cmd(c, my_orders_index, "ZREVRANGE " SL_KEY_BUYER_ORDERS " 0 499", c->who.sub);
 }
 
 /* ---- sweeper: time transitions and expired holds, within a second of their time ---- */
@@ -834,7 +614,7 @@ static void swept(redisReply *r, const char *err, void *user)
     struct commerce *cm = s->cm;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 8) {
         int64_t n = r->element[0]->type == REDIS_REPLY_INTEGER ? r->element[0]->integer : 0;
-        after_script(cm, s->sale_id, r, 1, n > 0);
+        cm_sale_after_script(cm, s->sale_id, r, 1, n > 0);
         redisReply *state = r->element[1];
         gboolean gone = state->type != REDIS_REPLY_STRING;
         gboolean finished = !gone && strcmp(state->str, "ended") == 0 && snap_int(r, 1, 3) == 0;
@@ -910,8 +690,5 @@ void cm_sale_routes(struct commerce *cm)
     sl_http_route(srv, "POST", "/api/v1/sales/{id}/stop", sale_stop, cm);
     sl_http_route(srv, "GET", "/api/v1/channels/{id}/sales", channel_sales, cm);
     sl_http_route(srv, "POST", "/api/v1/sales/{id}/reservations", reservation_create, cm);
-    sl_http_route(srv, "POST", "/api/v1/reservations/{rid}/confirm", reservation_confirm, cm);
     sl_http_route(srv, "DELETE", "/api/v1/reservations/{rid}", reservation_delete, cm);
-    sl_http_route(srv, "GET", "/api/v1/orders", orders_list, cm);
-    sl_http_route(srv, "GET", "/api/v1/me/orders", my_orders, cm);
 }

@@ -131,7 +131,8 @@ json_t *cm_validate_pavilion(json_t *body, GError **err)
     /* The e-commerce enterprise that sells in this pavilion, as registered with customs: its
      * code (10 or 18 characters: a customs registration or a unified social credit code) and
      * name go into every declaration of its orders. */
-    json_t *ebc_code = json_object_get(body, "ebc_code"), *ebc_name = json_object_get(body, "ebc_name");
+    json_t *ebc_code = json_object_get(body, "ebc_code"),
+           *ebc_name = json_object_get(body, "ebc_name");
     gboolean code_ok = ebc_code == NULL;
     if (json_is_string(ebc_code)) {
         size_t n = json_string_length(ebc_code);
@@ -268,8 +269,8 @@ json_t *cm_validate_product(json_t *body, GError **err)
         return NULL;
     }
     json_t *doc = json_pack("{s:O, s:o, s:{s:I, s:O}, s:I, s:s, s:I, s:I, s:I, s:s}", "sku", sku,
-                            "title", title, "price", "amount_minor", (json_int_t)amount,
-                            "currency", cur, "price_cny_fen", (json_int_t)cny, "stock_location", l,
+                            "title", title, "price", "amount_minor", (json_int_t)amount, "currency",
+                            cur, "price_cny_fen", (json_int_t)cny, "stock_location", l,
                             "vat_rate_bp", (json_int_t)vat, "consumption_tax_rate_bp",
                             (json_int_t)consumption, "freight_cny_fen", (json_int_t)freight,
                             "customs_unit", unit ? json_string_value(unit) : "011");

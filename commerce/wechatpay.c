@@ -47,37 +47,48 @@ EVP_PKEY *cm_wxpay_key_from_pem(const char *pem, gboolean private_key, GError **
     return k;
 }
 
-char *cm_wxpay_authorization(EVP_PKEY *merchant_key, const char *mchid, const char *serial_no,
-                             const char *method, const char *url_path, const char *body,
-                             int64_t now_s, GError **err)
+char *cm_wxpay_sign(EVP_PKEY *key, const char *const *lines, size_t n, GError **err)
 {
-    uint8_t raw[16];
-    char nonce[33], ts[24];
-    if (RAND_bytes(raw, sizeof raw) != 1) {
-        g_set_error_literal(err, SL_ERROR, SL_ERROR_IO, "no randomness for the request's nonce");
-        return NULL;
-    }
-    for (size_t i = 0; i < sizeof raw; i++)
-        g_snprintf(nonce + 2 * i, 3, "%02X", raw[i]);
-    g_snprintf(ts, sizeof ts, "%lld", (long long)now_s);
-    const char *lines[] = {method, url_path, ts, nonce, body ? body : ""};
-    char *msg = signed_message(lines, G_N_ELEMENTS(lines));
+    char *msg = signed_message(lines, n);
     uint8_t sig[512];
     size_t sig_len = sizeof sig;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, merchant_key) == 1 &&
+    int ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
              EVP_DigestSign(md, sig, &sig_len, (const uint8_t *)msg, strlen(msg)) == 1;
     EVP_MD_CTX_free(md);
     g_free(msg);
     if (!ok) {
-        g_set_error_literal(err, SL_ERROR, SL_ERROR_IO, "cannot sign the request");
+        g_set_error_literal(err, SL_ERROR, SL_ERROR_IO, "cannot sign with this key");
         return NULL;
     }
-    char *b64 = g_base64_encode(sig, sig_len);
-    char *header = g_strdup_printf("WECHATPAY2-SHA256-RSA2048 mchid=\"%s\",nonce_str=\"%s\","
-                                   "signature=\"%s\",timestamp=\"%s\",serial_no=\"%s\"",
-                                   mchid, nonce, b64, ts, serial_no);
+    return g_base64_encode(sig, sig_len);
+}
+
+char *cm_wxpay_nonce(void)
+{
+    uint8_t raw[16];
+    if (RAND_bytes(raw, sizeof raw) != 1) g_error("no randomness for a nonce");
+    char *nonce = g_malloc(33);
+    for (size_t i = 0; i < sizeof raw; i++)
+        g_snprintf(nonce + 2 * i, 3, "%02X", raw[i]);
+    return nonce;
+}
+
+char *cm_wxpay_authorization(EVP_PKEY *merchant_key, const char *mchid, const char *serial_no,
+                             const char *method, const char *url_path, const char *body,
+                             int64_t now_s, GError **err)
+{
+    char ts[24];
+    char *nonce = cm_wxpay_nonce();
+    g_snprintf(ts, sizeof ts, "%lld", (long long)now_s);
+    const char *lines[] = {method, url_path, ts, nonce, body ? body : ""};
+    char *b64 = cm_wxpay_sign(merchant_key, lines, G_N_ELEMENTS(lines), err);
+    char *header = b64 ? g_strdup_printf("WECHATPAY2-SHA256-RSA2048 mchid=\"%s\",nonce_str=\"%s\","
+                                         "signature=\"%s\",timestamp=\"%s\",serial_no=\"%s\"",
+                                         mchid, nonce, b64, ts, serial_no)
+                       : NULL;
     g_free(b64);
+    g_free(nonce);
     return header;
 }
 
@@ -170,4 +181,33 @@ json_t *cm_wxpay_open_resource(const char *apiv3_key, json_t *notification, GErr
         return NULL;
     }
     return doc;
+}
+
+json_t *cm_wxpay_seal_resource(const char *apiv3_key, const char *original_type, const char *plain)
+{
+    char *nonce = cm_wxpay_nonce();
+    nonce[12] = '\0'; /* the protocol's nonce is 12 characters */
+    size_t n = strlen(plain);
+    uint8_t *buf = g_malloc(n + GCM_TAG_LEN);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int len = 0;
+    int ok = ctx && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) == 1 &&
+             EVP_EncryptInit_ex(ctx, NULL, NULL, (const uint8_t *)apiv3_key,
+                                (const uint8_t *)nonce) == 1 &&
+             EVP_EncryptUpdate(ctx, NULL, &len, (const uint8_t *)original_type,
+                               (int)strlen(original_type)) == 1 &&
+             EVP_EncryptUpdate(ctx, buf, &len, (const uint8_t *)plain, (int)n) == 1 &&
+             EVP_EncryptFinal_ex(ctx, buf + len, &len) == 1 &&
+             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG_LEN, buf + n) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    if (!ok) g_error("AES-256-GCM failed");
+    char *b64 = g_base64_encode(buf, n + GCM_TAG_LEN);
+    g_free(buf);
+    json_t *res = json_pack("{s:s, s:s, s:s, s:s, s:s}", "original_type", original_type,
+                            "algorithm", "AEAD_AES_256_GCM", "ciphertext", b64, "associated_data",
+                            original_type, "nonce", nonce);
+    g_free(b64);
+    g_free(nonce);
+    return res;
 }

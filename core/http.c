@@ -428,6 +428,16 @@ static sl_http_req *req_new(sl_server *srv, struct lws *wsi, const char *method,
     snapshot_header(req, wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH, "if-none-match");
     snapshot_custom_header(req, wsi, "idempotency-key");
     snapshot_header(req, wsi, WSI_TOKEN_X_FORWARDED_FOR, "x-forwarded-for");
+    /* what payment providers and the customs gateway sign their calls with (only where they
+     * call: each custom header is a scan of the request's headers) */
+    if (g_str_has_prefix(req->path, "/api/v1/payments/")) {
+        static const char *const wxpay[] = {"wechatpay-timestamp", "wechatpay-nonce",
+                                            "wechatpay-signature", "wechatpay-serial"};
+        for (size_t i = 0; i < G_N_ELEMENTS(wxpay); i++)
+            snapshot_custom_header(req, wsi, wxpay[i]);
+    } else if (g_str_has_prefix(req->path, "/api/v1/customs/")) {
+        snapshot_custom_header(req, wsi, "x-silklive-signature");
+    }
     snapshot_query(req, wsi);
     return req;
 }

@@ -9,6 +9,7 @@
 #define SL_KEY_PAVILION        "sl:{cat}:pav:%s"              /* pavilion document (JSON) */
 #define SL_KEY_PAV_CHANNELS    "sl:{cat}:pav:%s:chans"        /* set of a pavilion's channel ids */
 #define SL_KEY_PAV_PRODUCTS    "sl:{cat}:pav:%s:products"     /* set of a pavilion's SKUs */
+#define SL_KEY_PAV_ORDERS      "sl:{cat}:pav:%s:orders"       /* zset: created_at_ms -> order id */
 #define SL_KEY_BANNED_WORDS    "sl:{cat}:pav:%s:banned_words" /* JSON array of strings (chat) */
 #define SL_KEY_CHANNELS        "sl:{cat}:chans"               /* set of every channel id */
 #define SL_KEY_CHANNEL         "sl:{cat}:chan:%s"      /* channel document (JSON, has "pavilion") */
@@ -35,18 +36,18 @@
 #define SL_KEY_SALE_ODOCS  "sl:{sale:%s}:orderdocs"  /* hash: order id -> order (JSON), its state */
 
 /* ---- a buyer {buyer:<user>} ---- */
-#define SL_KEY_BUYER_SPENT  "sl:{buyer:%s}:spent:%d"  /* CNY fen spent in a year (quota) */
-#define SL_KEY_BUYER_ORDERS "sl:{buyer:%s}:orders"    /* zset: created_at_ms -> order id */
-#define SL_KEY_BUYER_DOCS   "sl:{buyer:%s}:orderdocs" /* hash: order id -> document (first round) */
-#define SL_KEY_BUYER_PROFILE "sl:{buyer:%s}:profile" /* the checkout form, identity sealed */
+#define SL_KEY_BUYER_SPENT   "sl:{buyer:%s}:spent:%d"  /* CNY fen spent in a year (quota) */
+#define SL_KEY_BUYER_ORDERS  "sl:{buyer:%s}:orders"    /* zset: created_at_ms -> order id */
+#define SL_KEY_BUYER_DOCS    "sl:{buyer:%s}:orderdocs" /* hash: order id -> document (first round) */
+#define SL_KEY_BUYER_PROFILE "sl:{buyer:%s}:profile"   /* the checkout form, identity sealed */
 /* per person: keyed by the identity number's reference (cm_id_number_ref), not the account */
 #define SL_KEY_PERSON_SPENT "sl:{person:%s}:spent:%d" /* CNY fen bought in a year (quota) */
 
 /* ---- payments and customs ---- */
-#define SL_KEY_PAY_NONCES      "sl:{pay}:nonce:%s:%s"   /* provider, nonce: seen notifications */
-#define SL_KEY_PAY_REFUNDS     "sl:{pay}:refunds"       /* stream: refunds to ask providers for */
-#define SL_KEY_CUSTOMS_OUTBOX  "sl:{customs}:outbox"    /* stream: orders to declare */
-#define SL_KEY_CUSTOMS_GUIDS   "sl:{customs}:guid"      /* hash: guid -> order id (receipts) */
+#define SL_KEY_PAY_NONCES     "sl:{pay}:nonce:%s:%s" /* provider, nonce: seen notifications */
+#define SL_KEY_PAY_REFUNDS    "sl:{pay}:refunds"     /* stream: refunds to ask providers for */
+#define SL_KEY_CUSTOMS_OUTBOX "sl:{customs}:outbox"  /* stream: orders to declare */
+#define SL_KEY_CUSTOMS_GUIDS  "sl:{customs}:guid"    /* hash: guid -> order id (receipts) */
 
 /* ---- a channel's room {room:<channel>} ---- */
 /* The capped history stream (entries {"e": event text without id}; the stream id is the event

@@ -12,6 +12,7 @@ static const char *const event_names[SL_ROOM_EV_COUNT] = {
     [SL_ROOM_EV_PRESENCE] = "presence", [SL_ROOM_EV_PIN] = "pin",
     [SL_ROOM_EV_UNPIN] = "unpin",       [SL_ROOM_EV_SALE] = "sale",
     [SL_ROOM_EV_STREAM] = "stream",     [SL_ROOM_EV_HIGHLIGHT] = "highlight",
+    [SL_ROOM_EV_ORDER] = "order",
 };
 
 const char *sl_room_event_name(enum sl_room_event type)

@@ -24,6 +24,7 @@ enum sl_room_event {
     SL_ROOM_EV_SALE,       /* a flash sale's state or stock changed (commerce) */
     SL_ROOM_EV_STREAM,     /* publish, unpublish, offline (transcode) */
     SL_ROOM_EV_HIGHLIGHT,  /* a replay clip is ready (transcode) */
+    SL_ROOM_EV_ORDER, /* an order changed: for the pavilion's staff only, not kept (commerce) */
     SL_ROOM_EV_COUNT
 };
 

@@ -1,8 +1,9 @@
--- commerce_reserve: KEYS inv res exp userh idem spent; ARGV now user qty rid lazy_max quota_annual
--- quota_order idem_ttl_s. Checks state, qty, quota, per-user limit, stock; moves qty from
--- available to held. Replies {status, rid, record, snapshot..., event}.
+-- commerce_reserve: KEYS inv res exp userh idem; ARGV now user qty rid lazy_max quota_annual
+-- quota_order idem_ttl_s. Checks state, qty, the per-order quota, per-user limit, stock; moves
+-- qty from available to held. (The annual quota is per person, checked once the buyer's
+-- identity is known: commerce_pay, commerce_paid.) Replies {status, rid, record, snapshot..., event}.
 --! include sale_common
-local inv, res, exp, userh, idem, spent = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local inv, res, exp, userh, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, user, qty, rid = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
 if redis.call('EXISTS', inv) == 0 then return {'not_found'} end
 local prior = redis.call('GET', idem)
@@ -24,7 +25,6 @@ local limit = num(redis.call('HGET', inv, 'per_user_limit'))
 if qty < 1 or qty > limit then return refuse('bad_qty') end
 local amount = num(redis.call('HGET', inv, 'price_cny_fen')) * qty
 if amount > tonumber(ARGV[7]) then return refuse('quota_order') end
-if num(redis.call('GET', spent)) + amount > tonumber(ARGV[6]) then return refuse('quota_exceeded') end
 if num(redis.call('HGET', userh, user)) + qty > limit then return refuse('limit_exceeded') end
 if num(redis.call('HGET', inv, 'available')) < qty then return refuse('sold_out') end
 redis.call('HINCRBY', inv, 'available', -qty)
