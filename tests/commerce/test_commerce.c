@@ -22,7 +22,7 @@ static void start(void)
     /* small quotas so the tests can reach them: 500 CNY per order, 1,000 CNY a year */
     g_file_set_contents(ini,
                         "[commerce]\nquota_order_fen = 50000\nquota_annual_fen = 100000\n"
-                        "[redis]\ntimeout_ms = 500\n",
+                        "[payments]\ndev = true\n[redis]\ntimeout_ms = 500\n",
                         -1, NULL);
     char url[64];
     g_snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis.port);
@@ -113,13 +113,84 @@ static int reserve(const char *sale, const char *user, const char *key, int qty,
     return st;
 }
 
-static int confirm(const char *rid, const char *user, json_t **out)
+/* The payment of a reservation through the dev provider, the buyer being the person named:
+ * its status; *pid the payment id (g_free) on success, else *out the answer. */
+static int open_payment(const char *rid, const char *user, const char *person, char **pid,
+                        json_t **out)
+{
+    char *tok = token(SL_ROLE_VIEWER, user, NULL);
+    char path[200], id[19];
+    harness_person_id(person, id);
+    char *body = g_strdup_printf(
+        "{\"provider\":\"dev\",\"buyer\":{\"name\":\"张三\",\"id_type\":\"resident_id\","
+        "\"id_number\":\"%s\",\"phone\":\"13800138000\"},\"consignee\":{\"name\":\"张三\","
+        "\"phone\":\"13800138000\",\"address\":\"上海市浦东新区世纪大道1号\","
+        "\"district\":\"310115\"}}",
+        id);
+    json_t *p = NULL;
+    g_snprintf(path, sizeof path, "/api/v1/reservations/%s/payment", rid);
+    int st = api("POST", path, tok, NULL, body, &p);
+    g_free(body);
+    g_free(tok);
+    *pid = NULL;
+    if (st == 201 || st == 200) {
+        *pid = g_strdup(json_string_value(json_object_get(p, "payment_id")));
+        json_decref(p);
+    } else if (out) {
+        *out = p;
+    } else {
+        json_decref(p);
+    }
+    return st;
+}
+
+/* The dev provider's signed notification that the payment succeeded. */
+static void complete_payment(const char *pid, const char *user)
+{
+    char *tok = token(SL_ROLE_VIEWER, user, NULL);
+    char path[200];
+    g_snprintf(path, sizeof path, "/api/v1/payments/dev/%s/complete", pid);
+    ck_assert_int_eq(api("POST", path, tok, NULL, NULL, NULL), 200);
+    g_free(tok);
+}
+
+static int confirm_with(const char *rid, const char *user, const char *pid, json_t **out)
 {
     char *tok = token(SL_ROLE_VIEWER, user, NULL);
     char path[160];
     g_snprintf(path, sizeof path, "/api/v1/reservations/%s/confirm", rid);
-    int st = api("POST", path, tok, NULL, "{\"payment_ref\":\"pay-test\"}", out);
+    char *body = g_strdup_printf("{\"payment_ref\":\"%s\"}", pid);
+    int st = api("POST", path, tok, NULL, body, out);
+    g_free(body);
     g_free(tok);
+    return st;
+}
+
+/* Pay for a reservation as a buyer would: the payment (the buyer is the person named, the
+ * account's own name when NULL), the provider's notification, then confirm. Returns the first
+ * status that is not a success, else confirm's. */
+static int pay_as(const char *rid, const char *user, const char *person, json_t **out)
+{
+    char *pid = NULL;
+    int st = open_payment(rid, user, person ? person : user, &pid, out);
+    if (pid == NULL) return st;
+    complete_payment(pid, user);
+    st = confirm_with(rid, user, pid, out);
+    g_free(pid);
+    return st;
+}
+
+static int confirm(const char *rid, const char *user, json_t **out)
+{
+    return pay_as(rid, user, NULL, out);
+}
+
+/* Confirm without paying: the server has no verified payment for it. */
+static int confirm_unpaid(const char *rid, const char *user, json_t **out)
+{
+    char *pid = g_strdup_printf("P%s", rid);
+    int st = confirm_with(rid, user, pid, out);
+    g_free(pid);
     return st;
 }
 
@@ -195,9 +266,14 @@ START_TEST(race_2000_buyers_for_100_units)
     for (int i = 0; i < 30; i++) {
         gchar **f = g_strsplit(all->pdata[i], " ", 2);
         json_t *o = NULL;
-        ck_assert_int_eq(confirm(f[1], f[0], &o), 200);
+        int st = confirm(f[1], f[0], &o);
+        ck_assert_msg(st == 200, "buyer %d: %d %s at %lld, hold until %lld", i, st,
+                      error_code(o) ? error_code(o) : "", (long long)sl_now_ms(),
+                      (long long)last_expiry_ms);
         ck_assert_int_eq(num(o, "qty"), 1);
-        ck_assert_int_eq(num(o, "amount_cny_fen"), 30000);
+        /* 300 CNY and the import tax: 70 % of 13 % VAT */
+        ck_assert_int_eq(num(o, "amount_cny_fen"), 30000 + 2730);
+        ck_assert_int_eq(num(json_object_get(o, "breakdown"), "tax_cny_fen"), 2730);
         json_decref(o);
         g_strfreev(f);
     }
@@ -317,13 +393,32 @@ START_TEST(cross_border_quota)
             confirm(json_string_value(json_object_get(r, "reservation_id")), "q1", NULL), 200);
         json_decref(r);
     }
-    ck_assert_int_eq(reserve(sale, "q1", "b9", 1, &e), 409);
+    /* the annual quota is the person's: known at the payment, refused there */
+    json_t *r9 = NULL;
+    ck_assert_int_eq(reserve(sale, "q1", "b9", 1, &r9), 201);
+    ck_assert_int_eq(confirm(json_string_value(json_object_get(r9, "reservation_id")), "q1", &e),
+                     409);
     ck_assert_str_eq(error_code(e), "quota_exceeded");
     json_decref(e);
+    json_decref(r9);
+    /* the same person on another account shares it */
+    ck_assert_int_eq(reserve(sale, "q1-other", "c", 1, &r9), 201);
+    ck_assert_int_eq(
+        pay_as(json_string_value(json_object_get(r9, "reservation_id")), "q1-other", "q1", &e),
+        409);
+    ck_assert_str_eq(error_code(e), "quota_exceeded");
+    json_decref(e);
+    json_decref(r9);
+    /* an unpaid reservation is no order: 402 */
+    ck_assert_int_eq(reserve(sale, "q4", "a", 1, &r9), 201);
+    ck_assert_int_eq(
+        confirm_unpaid(json_string_value(json_object_get(r9, "reservation_id")), "q4", &e), 402);
+    ck_assert_str_eq(error_code(e), "payment_required");
+    json_decref(e);
+    json_decref(r9);
     /* another buyer is unaffected */
     ck_assert_int_eq(reserve(sale, "q2", "a", 1, NULL), 201);
-    /* two holds taken before either was paid: the second confirm passes the quota and is refused,
-     * its units going back */
+    /* two holds of one person, each paid: both fit the quota */
     json_t *h1 = NULL, *h2 = NULL;
     ck_assert_int_eq(reserve(sale, "q3", "x", 1, &h1), 201);
     ck_assert_int_eq(reserve(sale, "q3", "y", 1, &h2), 201);
@@ -341,6 +436,61 @@ START_TEST(cross_border_quota)
     char *n = harness_redis_cmd(redis.port, "XLEN sl:{sale:%s}:orders", sale);
     ck_assert_str_eq(n, "5");
     g_free(n);
+    g_free(sale);
+}
+END_TEST
+
+/* One person on two accounts pays for four holds at once, each 300 CNY against a 1,000 CNY
+ * year: every payment was opened before any was paid, so only the paid step can hold the line.
+ * Exactly three become orders; the fourth is refunded and its units go back. */
+START_TEST(one_person_two_accounts_race_the_annual_quota)
+{
+    char *sale = seed(10, 2, 60, NULL);
+    const char *users[4] = {"twin-a", "twin-a", "twin-b", "twin-b"};
+    const char *keys[4] = {"1", "2", "1", "2"};
+    char *rids[4], *pids[4];
+    for (int i = 0; i < 4; i++) {
+        json_t *r = NULL;
+        ck_assert_int_eq(reserve(sale, users[i], keys[i], 1, &r), 201);
+        rids[i] = g_strdup(json_string_value(json_object_get(r, "reservation_id")));
+        json_decref(r);
+        ck_assert_int_eq(open_payment(rids[i], users[i], "twin", &pids[i], NULL), 201);
+    }
+    for (int i = 0; i < 4; i++)
+        complete_payment(pids[i], users[i]);
+    int orders = 0, expired = 0, refused = -1;
+    for (int i = 0; i < 4; i++) {
+        json_t *e = NULL;
+        int st = confirm_with(rids[i], users[i], pids[i], &e);
+        if (st == 200) orders++;
+        if (st == 409 && g_strcmp0(error_code(e), "reservation_expired") == 0) {
+            expired++;
+            refused = i;
+        }
+        json_decref(e);
+    }
+    ck_assert_int_eq(orders, 3);
+    ck_assert_int_eq(expired, 1);
+    json_t *s = get_sale(sale);
+    ck_assert_int_eq(num(s, "sold"), 3);
+    ck_assert_int_eq(num(s, "held"), 0);
+    ck_assert_int_eq(num(s, "available"), 7);
+    json_decref(s);
+    /* the refused one's money goes back through the refund outbox */
+    gboolean refunded = FALSE;
+    for (int i = 0; i < 100 && !refunded && refused >= 0; i++) {
+        char *doc = harness_redis_cmd(redis.port, "HGET sl:{sale:%s}:pay %s", sale, pids[refused]);
+        json_t *pay = doc ? json_loads(doc, 0, NULL) : NULL;
+        refunded = g_strcmp0(json_string_value(json_object_get(pay, "state")), "refunded") == 0;
+        json_decref(pay);
+        g_free(doc);
+        if (!refunded) g_usleep(100000);
+    }
+    ck_assert_msg(refunded, "the refused payment was not refunded");
+    for (int i = 0; i < 4; i++) {
+        g_free(rids[i]);
+        g_free(pids[i]);
+    }
     g_free(sale);
 }
 END_TEST
@@ -731,7 +881,10 @@ START_TEST(confirmed_order_survives_kill_9)
     harness_redis_start(&durable, aof);
     char url[64];
     g_snprintf(url, sizeof url, "redis://127.0.0.1:%d", durable.port);
-    const char *args[] = {"--redis", url, "--secret", SECRET, "--modules", "commerce", NULL};
+    char *ini = g_build_filename(config_dir, "durable.ini", NULL);
+    g_file_set_contents(ini, "[payments]\ndev = true\n", -1, NULL);
+    const char *args[] = {"--redis", url,         "--secret", SECRET, "--config",
+                          ini,       "--modules", "commerce", NULL};
     struct harness_silklive keep = sl;
     ck_assert(harness_silklive_start(&sl, args, NULL));
     char *sale = seed(3, 1, 60, NULL);
@@ -759,9 +912,14 @@ START_TEST(confirmed_order_survives_kill_9)
     ck_assert_str_eq(len, "1");
     char *sold = harness_redis_cmd(durable.port, "HGET sl:{sale:%s}:inv sold", sale);
     ck_assert_str_eq(sold, "1");
-    char *doc = harness_redis_cmd(durable.port, "HGET sl:{buyer:k9}:orderdocs %s",
+    char *doc = harness_redis_cmd(durable.port, "HGET sl:{sale:%s}:orderdocs %s", sale,
                                   json_string_value(json_object_get(o, "order_id")));
     ck_assert_ptr_nonnull(doc);
+    /* and its declaration is still to be delivered */
+    char *outbox = harness_redis_cmd(durable.port, "XLEN sl:{customs}:outbox");
+    ck_assert_str_eq(outbox, "1");
+    g_free(outbox);
+    g_free(ini);
     g_free(len);
     g_free(sold);
     g_free(doc);
@@ -781,6 +939,7 @@ int main(void)
     tcase_add_test(tc, race_2000_buyers_for_100_units);
     tcase_add_test(tc, idempotency_and_limits);
     tcase_add_test(tc, cross_border_quota);
+    tcase_add_test(tc, one_person_two_accounts_race_the_annual_quota);
     tcase_add_test(tc, lifecycle_scheduled_active_ended);
     tcase_add_test(tc, sold_out_ends_the_sale);
     tcase_add_test(tc, roles_and_pavilions);

@@ -70,6 +70,14 @@ int harness_api(int port, const char *method, const char *path, const char *tok,
 /* GET /api/v1/sales/{id} on port, checked (200, counts never negative, available + held +
  * sold == quantity: the invariant of api.md); the sale document (json_decref). */
 struct json_t *harness_sale(int port, const char *id);
+/* A valid PRC resident identity number (GB 11643) of a person named by a word. */
+void harness_person_id(const char *person, char out[19]);
+/* Pay for reservation rid as the buyer with token tok would, through the dev provider
+ * ([payments] dev = true): the payment (the buyer being the person named), the provider's signed
+ * notification, then confirm. The first status that is not a success, else confirm's; *out the
+ * last answer's body (may be NULL). */
+int harness_pay(int port, const char *tok, const char *rid, const char *person,
+                struct json_t **out);
 /* A token signed with secret for role (an enum sl_role), sub and pavilion (or NULL). g_free. */
 char *harness_token(const char *secret, int role, const char *sub, const char *pav);
 
