@@ -111,6 +111,10 @@ json_t *cm_validate_product(json_t *body, GError **err);
 /* Sale fields (channel, sku, quantity, price_cny_fen?, per_user_limit, hold_ttl_s, starts/ends). */
 json_t *cm_validate_sale(json_t *body, int64_t now_ms, GError **err);
 gboolean cm_valid_country(const char *code);
+/* A payment's checkout form: {"buyer": {name, phone}, "consignee": {name, phone, address,
+ * district}} or NULL with *err naming the field ("buyer.id_number: ..."). *id_number gets the
+ * canonical identity number (g_free, wipe) when the form has one, else NULL. */
+json_t *cm_validate_checkout(json_t *body, int today_year, char **id_number, GError **err);
 
 /* ---- catalog.c ---- */
 void cm_catalog_routes(struct commerce *cm);

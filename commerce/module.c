@@ -347,9 +347,10 @@ static void demo_catalog(struct demo *d)
 {
     int64_t now = sl_now_ms();
     demo_create(d, "sl:{cat}:pav:CL", NULL, SL_KEY_PAVILIONS, NULL,
-                json_pack("{s:s, s:{s:s, s:s, s:s}, s:s, s:[s,s,s], s:I}", "code", "CL", "name",
-                          "en", "Chile", "zh", "智利", "es", "Chile", "currency", "CLP",
-                          "languages", "es", "en", "zh", "created_at_ms", (json_int_t)now),
+                json_pack("{s:s, s:{s:s, s:s, s:s}, s:s, s:[s,s,s], s:s, s:s, s:I}", "code", "CL",
+                          "name", "en", "Chile", "zh", "智利", "es", "Chile", "currency", "CLP",
+                          "languages", "es", "en", "zh", "ebc_code", "3120960001", "ebc_name",
+                          "智利馆跨境电商（演示）有限公司", "created_at_ms", (json_int_t)now),
                 "CL", NULL, NULL);
     char *key = cm_random_id("sk_", 40);
     char *map = g_strdup_printf(SL_KEY_STREAMKEY, key);
@@ -362,27 +363,32 @@ static void demo_catalog(struct demo *d)
                 "cl-wine", map, "cl-wine");
     g_free(key);
     g_free(map);
+    /* the import rules' rates: wine pays 10 % consumption tax, farm produce 9 % VAT */
     static const struct {
-        const char *sku, *en, *zh, *loc;
-        int clp, fen;
+        const char *sku, *en, *zh, *loc, *unit;
+        int clp, fen, vat_bp, consumption_bp, freight_fen;
     } products[] = {
         {"cl-wine-001", "Carmenere Reserva 2021, 750 ml", "佳美娜珍藏干红 2021，750毫升",
-         "bonded_sh", 12990, 9900},
+         "bonded_sh", "011", 12990, 9900, 1300, 1000, 0},
         {"cl-cherry-002", "Fresh Bing cherries, 2.5 kg", "新鲜宾莹车厘子 2.5公斤", "direct_mail",
-         24990, 16800},
-        {"cl-honey-003", "Ulmo honey, 500 g", "乌尔莫蜂蜜 500克", "overseas", 8990, 6800},
+         "011", 24990, 16800, 900, 0, 1500},
+        {"cl-honey-003", "Ulmo honey, 500 g", "乌尔莫蜂蜜 500克", "overseas", "011", 8990, 6800,
+         900, 0, 1000},
     };
     for (size_t i = 0; i < G_N_ELEMENTS(products); i++) {
         char *pk = g_strdup_printf(SL_KEY_PRODUCT, products[i].sku);
-        demo_create(d, pk, "sl:{cat}:pav:CL", "sl:{cat}:pav:CL:products", NULL,
-                    json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i, s:s}, s:i, s:s, s:o, s:I}", "sku",
-                              products[i].sku, "pavilion", "CL", "title", "en", products[i].en,
-                              "zh", products[i].zh, "price", "amount_minor", products[i].clp,
-                              "currency", "CLP", "price_cny_fen", products[i].fen, "stock_location",
-                              products[i].loc, "image_url",
-                              json_sprintf("/img/demo/%s.svg", products[i].sku), "created_at_ms",
-                              (json_int_t)now),
-                    products[i].sku, NULL, NULL);
+        demo_create(
+            d, pk, "sl:{cat}:pav:CL", "sl:{cat}:pav:CL:products", NULL,
+            json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i, s:s}, s:i, s:s, s:o, s:i, s:i, "
+                      "s:i, s:s, s:s, s:I}",
+                      "sku", products[i].sku, "pavilion", "CL", "title", "en", products[i].en, "zh",
+                      products[i].zh, "price", "amount_minor", products[i].clp, "currency", "CLP",
+                      "price_cny_fen", products[i].fen, "stock_location", products[i].loc,
+                      "image_url", json_sprintf("/img/demo/%s.svg", products[i].sku), "vat_rate_bp",
+                      products[i].vat_bp, "consumption_tax_rate_bp", products[i].consumption_bp,
+                      "freight_cny_fen", products[i].freight_fen, "customs_unit", products[i].unit,
+                      "origin_country_code", "312", "created_at_ms", (json_int_t)now),
+            products[i].sku, NULL, NULL);
         g_free(pk);
     }
 }

@@ -9,8 +9,6 @@
 #include <string.h>
 
 #define NOTIFY_REPLAY_TTL_S "900" /* longer than the timestamp window, so a replay is seen */
-#define NAME_MAX_CHARS      50
-#define ADDRESS_MAX_CHARS   200
 #define PROVIDER_TIMEOUT_S  10
 
 struct provider {
@@ -550,87 +548,20 @@ static json_t *payment_view(json_t *stored)
     return v;
 }
 
-static gboolean text_ok(json_t *v, size_t max)
-{
-    const char *s = json_string_value(v);
-    if (s == NULL || json_string_length(v) == 0 || g_utf8_strlen(s, -1) > (glong)max) return FALSE;
-    for (const char *p = s; *p; p = g_utf8_next_char(p))
-        if (g_unichar_iscntrl(g_utf8_get_char(p))) return FALSE;
-    return TRUE;
-}
-
-static gboolean phone_ok(json_t *v)
-{
-    const char *s = json_string_value(v);
-    size_t n = s ? strlen(s) : 0, digits = 0;
-    if (n < 5 || n > 20) return FALSE;
-    for (size_t i = 0; i < n; i++) {
-        if (g_ascii_isdigit(s[i]))
-            digits++;
-        else if (!(i == 0 && s[i] == '+') && s[i] != '-' && s[i] != ' ')
-            return FALSE;
-    }
-    return digits >= 5;
-}
-
-static gboolean district_ok(json_t *v)
-{
-    const char *s = json_string_value(v);
-    if (s == NULL || strlen(s) != 6) return FALSE;
-    for (int i = 0; i < 6; i++)
-        if (!g_ascii_isdigit(s[i])) return FALSE;
-    return TRUE;
-}
-
 /* The request's buyer and consignee, or a 400 naming the field. */
 static gboolean intent_body_valid(struct intent_flow *f)
 {
     struct cm_ctx *c = &f->c;
-    json_t *buyer = json_object_get(c->body, "buyer");
-    json_t *cons = json_object_get(c->body, "consignee");
-    const char *bad = NULL, *why = NULL;
-    if (!json_is_object(buyer))
-        bad = "buyer", why = "an object {name, id_type, id_number, phone}";
-    else if (!text_ok(json_object_get(buyer, "name"), NAME_MAX_CHARS))
-        bad = "buyer.name", why = "the buyer's real name, 1 to 50 characters";
-    else if (json_object_get(buyer, "id_type") &&
-             g_strcmp0(json_string_value(json_object_get(buyer, "id_type")), "resident_id") != 0)
-        bad = "buyer.id_type", why = "\"resident_id\" (a PRC resident identity card)";
-    else if (!phone_ok(json_object_get(buyer, "phone")))
-        bad = "buyer.phone", why = "a phone number of 5 to 20 digits";
-    else if (!json_is_object(cons))
-        bad = "consignee", why = "an object {name, phone, address, district}";
-    else if (!text_ok(json_object_get(cons, "name"), NAME_MAX_CHARS))
-        bad = "consignee.name", why = "1 to 50 characters";
-    else if (!phone_ok(json_object_get(cons, "phone")))
-        bad = "consignee.phone", why = "a phone number of 5 to 20 digits";
-    else if (!text_ok(json_object_get(cons, "address"), ADDRESS_MAX_CHARS))
-        bad = "consignee.address", why = "1 to 200 characters";
-    else if (!district_ok(json_object_get(cons, "district")))
-        bad = "consignee.district", why = "the 6-digit administrative division code";
-    if (bad) {
-        cm_error(c, 400, "bad_request", "%s must be %s", bad, why);
+    GError *err = NULL;
+    json_t *form = cm_validate_checkout(c->body, cm_china_year(sl_now_ms()), &f->id_number, &err);
+    if (form == NULL) {
+        cm_error(c, 400, "bad_request", "%s", err->message);
+        g_error_free(err);
         return FALSE;
     }
-    json_t *id = json_object_get(buyer, "id_number");
-    if (id && !json_is_null(id)) {
-        GError *err = NULL;
-        int year = cm_china_year(sl_now_ms()) / 1;
-        f->id_number =
-            json_is_string(id) ? cm_id_number_check(json_string_value(id), year, &err) : NULL;
-        if (f->id_number == NULL) {
-            cm_error(c, 400, "bad_request", "buyer.id_number: %s",
-                     err ? err->message : "must be a string");
-            g_clear_error(&err);
-            return FALSE;
-        }
-    }
-    f->buyer = json_pack("{s:O, s:O}", "name", json_object_get(buyer, "name"), "phone",
-                         json_object_get(buyer, "phone"));
-    f->consignee =
-        json_pack("{s:O, s:O, s:O, s:O}", "name", json_object_get(cons, "name"), "phone",
-                  json_object_get(cons, "phone"), "address", json_object_get(cons, "address"),
-                  "district", json_object_get(cons, "district"));
+    f->buyer = json_incref(json_object_get(form, "buyer"));
+    f->consignee = json_incref(json_object_get(form, "consignee"));
+    json_decref(form);
     return TRUE;
 }
 

@@ -327,3 +327,75 @@ json_t *cm_validate_sale(json_t *body, int64_t now_ms, GError **err)
                      (json_int_t)ttl, "price_cny_fen", (json_int_t)price, "starts_at_ms",
                      (json_int_t)starts, "ends_at_ms", (json_int_t)ends);
 }
+
+/* ---- the checkout form (a payment's buyer and consignee) ---- */
+
+#define NAME_MAX_CHARS    50
+#define ADDRESS_MAX_CHARS 200
+
+static gboolean phone_ok(json_t *v)
+{
+    const char *s = json_string_value(v);
+    size_t n = s ? strlen(s) : 0, digits = 0;
+    if (n < 5 || n > 20) return FALSE;
+    for (size_t i = 0; i < n; i++) {
+        if (g_ascii_isdigit(s[i]))
+            digits++;
+        else if (!(i == 0 && s[i] == '+') && s[i] != '-' && s[i] != ' ')
+            return FALSE;
+    }
+    return digits >= 5;
+}
+
+static gboolean text_up_to(json_t *v, glong max)
+{
+    return valid_text(v) && g_utf8_strlen(json_string_value(v), -1) <= max;
+}
+
+json_t *cm_validate_checkout(json_t *body, int today_year, char **id_number, GError **err)
+{
+    *id_number = NULL;
+    json_t *buyer = json_object_get(body, "buyer"), *cons = json_object_get(body, "consignee");
+    const char *bad = NULL, *why = NULL;
+    json_t *id_type = json_object_get(buyer, "id_type");
+    if (!json_is_object(buyer))
+        bad = "buyer", why = "an object {name, id_type, id_number, phone}";
+    else if (!text_up_to(json_object_get(buyer, "name"), NAME_MAX_CHARS))
+        bad = "buyer.name", why = "the buyer's real name, 1 to 50 characters";
+    else if (id_type && g_strcmp0(json_string_value(id_type), "resident_id") != 0)
+        bad = "buyer.id_type", why = "\"resident_id\" (a PRC resident identity card)";
+    else if (!phone_ok(json_object_get(buyer, "phone")))
+        bad = "buyer.phone", why = "a phone number of 5 to 20 digits";
+    else if (!json_is_object(cons))
+        bad = "consignee", why = "an object {name, phone, address, district}";
+    else if (!text_up_to(json_object_get(cons, "name"), NAME_MAX_CHARS))
+        bad = "consignee.name", why = "1 to 50 characters";
+    else if (!phone_ok(json_object_get(cons, "phone")))
+        bad = "consignee.phone", why = "a phone number of 5 to 20 digits";
+    else if (!text_up_to(json_object_get(cons, "address"), ADDRESS_MAX_CHARS))
+        bad = "consignee.address", why = "1 to 200 characters";
+    else if (!digits_value(json_object_get(cons, "district"), 6))
+        bad = "consignee.district", why = "the 6-digit administrative division code";
+    if (bad) {
+        g_set_error(err, SL_ERROR, SL_ERROR_INVALID, "%s must be %s", bad, why);
+        return NULL;
+    }
+    json_t *id = json_object_get(buyer, "id_number");
+    if (id && !json_is_null(id)) {
+        GError *e = NULL;
+        *id_number =
+            json_is_string(id) ? cm_id_number_check(json_string_value(id), today_year, &e) : NULL;
+        if (*id_number == NULL) {
+            /* the number itself is never repeated in the message */
+            g_set_error(err, SL_ERROR, SL_ERROR_INVALID, "buyer.id_number: %s",
+                        e ? e->message : "must be a string");
+            g_clear_error(&e);
+            return NULL;
+        }
+    }
+    return json_pack("{s:{s:O, s:O}, s:{s:O, s:O, s:O, s:O}}", "buyer", "name",
+                     json_object_get(buyer, "name"), "phone", json_object_get(buyer, "phone"),
+                     "consignee", "name", json_object_get(cons, "name"), "phone",
+                     json_object_get(cons, "phone"), "address", json_object_get(cons, "address"),
+                     "district", json_object_get(cons, "district"));
+}

@@ -255,13 +255,17 @@ static void buyers_free(struct buyers *b)
     g_mutex_clear(&b->lock);
 }
 
-/* Every order answered 200 is in Redis: the buyer's order document and the sale's stream. */
+/* Every order answered 200 is in Redis: its document, the buyer's index, the sale's stream. */
 static void assert_orders_stored(const struct buyers *b, int redis_port)
 {
     for (guint i = 0; i < b->orders->len; i++) {
         const struct order *o = &g_array_index(b->orders, struct order, i);
-        char *doc =
-            harness_redis_cmd(redis_port, "HGET sl:{buyer:%s}:orderdocs %s", o->user, o->id);
+        char *doc = harness_redis_cmd(redis_port, "HGET sl:{sale:%s}:orderdocs %s", b->sale, o->id);
+        char *indexed =
+            harness_redis_cmd(redis_port, "ZSCORE sl:{buyer:%s}:orders %s", o->user, o->id);
+        ck_assert_msg(indexed && *indexed, "order %s of %s is missing from the buyer's orders",
+                      o->id, o->user);
+        g_free(indexed);
         ck_assert_msg(doc && *doc, "order %s of %s was answered 200 but is not stored", o->id,
                       o->user);
         g_free(doc);

@@ -48,6 +48,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (q < 1 || l < 1 || l > q) __builtin_trap();
         json_decref(d);
     }
+    char *id = NULL;
+    if ((d = answered(cm_validate_checkout(body, 2026, &id, &err), &err))) {
+        /* an identity number that passed is 18 characters, digits and a last X at most */
+        if (id && (strlen(id) != 18 || strspn(id, "0123456789") < 17)) __builtin_trap();
+        if (!json_is_string(json_object_get(json_object_get(d, "consignee"), "district")))
+            __builtin_trap();
+        json_decref(d);
+    } else if (id) {
+        __builtin_trap(); /* refused, but a number was handed out */
+    }
+    g_free(id);
     json_decref(body);
     return 0;
 }
