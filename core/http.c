@@ -556,6 +556,17 @@ static int on_request(sl_server *srv, struct http_session *s, struct lws *wsi)
         return 0;
     }
     req->body_expected = content_length > 0 || (te && g_ascii_strcasecmp(te, "chunked") == 0);
+    /* A POST without Content-Length on a connection the client will close: lws cannot tell
+     * where its (empty) body ends and would hold the connection open for its timeout after an
+     * answer given later (from Redis); close it as soon as the answer is out. */
+    if (cl == NULL && te == NULL && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        char conn[32] = "";
+        if (lws_hdr_copy(wsi, conn, sizeof conn, WSI_TOKEN_CONNECTION) > 0) {
+            for (char *p = conn; *p; p++)
+                *p = g_ascii_tolower(*p);
+            if (strstr(conn, "close")) req->close_after = TRUE;
+        }
+    }
     int retry_after_s = 0;
     if (g_str_has_prefix(req->path, "/api/") &&
         !peer_limits_take(server_peer_limits(srv), wsi, sl_http_req_header(req, "x-forwarded-for"),
