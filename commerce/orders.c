@@ -234,11 +234,12 @@ static void refund_answered(struct commerce *cm, gboolean ok, const char *why, v
     }
     json_t *refund =
         json_deep_copy(json_object_get(CM_FLOW(struct order_flow, c)->order, "refund"));
-    json_object_set_new(refund, "state", json_string("done"));
-    json_object_set_new(refund, "done_at_ms", json_integer(sl_now_ms()));
-    /* Counted against the person's quota no more: the goods are not imported. */
-    cm_order_update(cm, c->id, "", "refunded", json_pack("{s:o}", "refund", refund), order_changed,
-                    c);
+    /* PROCESSING: the provider took it and says when it is done (REFUND.SUCCESS) */
+    gboolean done = strcmp(why, "PROCESSING") != 0;
+    json_object_set_new(refund, "state", json_string(done ? "done" : "processing"));
+    if (done) json_object_set_new(refund, "done_at_ms", json_integer(sl_now_ms()));
+    cm_order_update(cm, c->id, "", done ? "refunded" : "", json_pack("{s:o}", "refund", refund),
+                    order_changed, c);
 }
 
 static void refund_recorded(struct commerce *cm, const char *status, json_t *doc, void *user)

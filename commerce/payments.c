@@ -9,7 +9,7 @@
 #include <string.h>
 
 #define NOTIFY_REPLAY_TTL_S "900" /* longer than the timestamp window, so a replay is seen */
-#define PROVIDER_TIMEOUT_S  10
+#define QUERY_AFTER_MS      5000  /* a notification usually comes within a few seconds */
 
 struct provider {
     const char *id; /* "dev" or "wechatpay" */
@@ -952,8 +952,9 @@ static void confirmed(struct cm_ctx *c, redisReply *r)
         json_t *pay = r->elements > 1 ? cm_doc(r->element[1]) : NULL;
         struct provider *p =
             provider_named(c->cm->payments, json_string_value(json_object_get(pay, "provider")));
-        gboolean ask = p && p != c->cm->payments->dev && !f->queried &&
-                       strcmp(f->pid, c->id) != 0 &&
+        /* the provider is asked once its notification is overdue, not on every poll */
+        int64_t age = sl_now_ms() - json_integer_value(json_object_get(pay, "created_at_ms"));
+        gboolean ask = p && p != c->cm->payments->dev && !f->queried && age > QUERY_AFTER_MS &&
                        g_strcmp0(json_string_value(json_object_get(pay, "state")), "pending") == 0;
         json_decref(pay);
         if (ask) {
