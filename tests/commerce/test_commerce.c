@@ -113,34 +113,12 @@ static int reserve(const char *sale, const char *user, const char *key, int qty,
     return st;
 }
 
-/* The payment of a reservation through the dev provider, the buyer being the person named:
- * its status; *pid the payment id (g_free) on success, else *out the answer. */
 static int open_payment(const char *rid, const char *user, const char *person, char **pid,
                         json_t **out)
 {
     char *tok = token(SL_ROLE_VIEWER, user, NULL);
-    char path[200], id[19];
-    harness_person_id(person, id);
-    char *body = g_strdup_printf(
-        "{\"provider\":\"dev\",\"buyer\":{\"name\":\"张三\",\"id_type\":\"resident_id\","
-        "\"id_number\":\"%s\",\"phone\":\"13800138000\"},\"consignee\":{\"name\":\"张三\","
-        "\"phone\":\"13800138000\",\"address\":\"上海市浦东新区世纪大道1号\","
-        "\"district\":\"310115\"}}",
-        id);
-    json_t *p = NULL;
-    g_snprintf(path, sizeof path, "/api/v1/reservations/%s/payment", rid);
-    int st = api("POST", path, tok, NULL, body, &p);
-    g_free(body);
+    int st = harness_open_payment(sl.port, tok, rid, person, pid, out);
     g_free(tok);
-    *pid = NULL;
-    if (st == 201 || st == 200) {
-        *pid = g_strdup(json_string_value(json_object_get(p, "payment_id")));
-        json_decref(p);
-    } else if (out) {
-        *out = p;
-    } else {
-        json_decref(p);
-    }
     return st;
 }
 

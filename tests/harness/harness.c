@@ -569,7 +569,8 @@ void harness_person_id(const char *person, char out[19])
     out[18] = '\0';
 }
 
-int harness_pay(int port, const char *tok, const char *rid, const char *person, json_t **out)
+int harness_open_payment(int port, const char *tok, const char *rid, const char *person, char **pid,
+                         json_t **out)
 {
     char path[200], id[19];
     harness_person_id(person, id);
@@ -583,20 +584,28 @@ int harness_pay(int port, const char *tok, const char *rid, const char *person, 
     g_snprintf(path, sizeof path, "/api/v1/reservations/%s/payment", rid);
     int st = harness_api(port, "POST", path, tok, NULL, body, &p);
     g_free(body);
-    if (st != 201 && st != 200) {
-        if (out)
-            *out = p;
-        else
-            json_decref(p);
-        return st;
+    *pid = NULL;
+    if (st == 201 || st == 200) {
+        *pid = g_strdup(json_string_value(json_object_get(p, "payment_id")));
+        json_decref(p);
+    } else if (out) {
+        *out = p;
+    } else {
+        json_decref(p);
     }
-    char *pid = g_strdup(json_string_value(json_object_get(p, "payment_id")));
-    json_decref(p);
+    return st;
+}
+
+int harness_pay(int port, const char *tok, const char *rid, const char *person, json_t **out)
+{
+    char *pid = NULL, path[200];
+    int st = harness_open_payment(port, tok, rid, person, &pid, out);
+    if (pid == NULL) return st;
     g_snprintf(path, sizeof path, "/api/v1/payments/dev/%s/complete", pid);
     st = harness_api(port, "POST", path, tok, NULL, NULL, NULL);
     if (st == 200) {
         g_snprintf(path, sizeof path, "/api/v1/reservations/%s/confirm", rid);
-        body = g_strdup_printf("{\"payment_ref\":\"%s\"}", pid);
+        char *body = g_strdup_printf("{\"payment_ref\":\"%s\"}", pid);
         st = harness_api(port, "POST", path, tok, NULL, body, out);
         g_free(body);
     }

@@ -72,6 +72,10 @@ int harness_api(int port, const char *method, const char *path, const char *tok,
 struct json_t *harness_sale(int port, const char *id);
 /* A valid PRC resident identity number (GB 11643) of a person named by a word. */
 void harness_person_id(const char *person, char out[19]);
+/* Open the payment of reservation rid through the dev provider, the buyer being the person
+ * named: its status; *pid the payment id (g_free) on success, else *out the answer. */
+int harness_open_payment(int port, const char *tok, const char *rid, const char *person, char **pid,
+                         struct json_t **out);
 /* Pay for reservation rid as the buyer with token tok would, through the dev provider
  * ([payments] dev = true): the payment (the buyer being the person named), the provider's signed
  * notification, then confirm. The first status that is not a success, else confirm's; *out the
