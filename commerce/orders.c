@@ -346,24 +346,39 @@ struct orders_fanout {
     json_t *docs; /* owned: array, null until read */
     size_t left;
     gboolean failed;
+    gboolean mine; /* the caller's own orders: first-round orders are read too */
 };
 
 struct fanout_slot {
     struct orders_fanout *f;
     size_t at;
+    char *order_id; /* owned */
+    gboolean legacy_tried;
 };
 
 static void orders_fanout_reply(redisReply *r, const char *err, void *user)
 {
     struct fanout_slot *s = user;
     struct orders_fanout *f = s->f;
-    if (r == NULL || r->type == REDIS_REPLY_ERROR)
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         f->failed = TRUE;
-    else {
+    } else {
         json_t *doc = cm_doc(r);
+        if (doc == NULL && !s->legacy_tried && f->mine) {
+            /* a buyer's order from before payments: filed under the buyer, paid on its word */
+            s->legacy_tried = TRUE;
+            if (sl_redis_command(sl_server_redis(f->c->cm->srv), orders_fanout_reply, s,
+                                 "HGET " SL_KEY_BUYER_DOCS " %s", f->c->who.sub,
+                                 s->order_id) == SL_OK)
+                return;
+            f->failed = TRUE;
+        }
+        if (doc && !json_object_get(doc, "state"))
+            json_object_set_new(doc, "state", json_string("paid"));
         if (doc) json_array_set_new(f->docs, s->at, cm_order_view(doc));
         json_decref(doc);
     }
+    g_free(s->order_id);
     g_free(s);
     if (--f->left > 0) return;
     if (f->failed) {
@@ -379,7 +394,7 @@ static void orders_fanout_reply(redisReply *r, const char *err, void *user)
     g_free(f);
 }
 
-static void orders_of_index(struct cm_ctx *c, redisReply *r)
+static void orders_of_index_for(struct cm_ctx *c, redisReply *r, gboolean mine)
 {
     if (r->elements == 0) {
         cm_reply(c, 200, json_pack("{s:[]}", "orders"));
@@ -387,6 +402,7 @@ static void orders_of_index(struct cm_ctx *c, redisReply *r)
     }
     struct orders_fanout *f = g_new0(struct orders_fanout, 1);
     f->c = c;
+    f->mine = mine;
     f->docs = json_array();
     f->left = r->elements;
     for (size_t i = 0; i < r->elements; i++)
@@ -395,23 +411,34 @@ static void orders_of_index(struct cm_ctx *c, redisReply *r)
         struct fanout_slot *s = g_new0(struct fanout_slot, 1);
         s->f = f;
         s->at = i;
-        const char *oid = r->element[i]->str;
-        char *sale = cm_sale_of_ref(oid);
-        if (sale == NULL || sl_redis_command(sl_server_redis(c->cm->srv), orders_fanout_reply, s,
-                                             "HGET " SL_KEY_SALE_ODOCS " %s", sale, oid) != SL_OK) {
-            /* counted as read: a stray index entry does not hold the answer up */
-            redisReply nil = {.type = REDIS_REPLY_NIL};
+        s->order_id = g_strdup(r->element[i]->str);
+        char *sale = cm_sale_of_ref(s->order_id);
+        /* a stray index entry counts as read, so it does not hold the answer up */
+        redisReply nil = {.type = REDIS_REPLY_NIL};
+        if (sale == NULL)
             orders_fanout_reply(&nil, NULL, s);
-        }
+        else if (sl_redis_command(sl_server_redis(c->cm->srv), orders_fanout_reply, s,
+                                  "HGET " SL_KEY_SALE_ODOCS " %s", sale, s->order_id) != SL_OK)
+            orders_fanout_reply(NULL, "not connected", s);
         g_free(sale);
     }
+}
+
+static void orders_of_index(struct cm_ctx *c, redisReply *r)
+{
+    orders_of_index_for(c, r, FALSE);
+}
+
+static void my_orders_of_index(struct cm_ctx *c, redisReply *r)
+{
+    orders_of_index_for(c, r, TRUE);
 }
 
 static void my_orders(sl_http_req *req, void *user)
 {
     struct cm_ctx *c = cm_ctx_new(req, user);
     if (!cm_auth(c)) return;
-    cm_cmd(c, orders_of_index, "ZREVRANGE " SL_KEY_BUYER_ORDERS " 0 %d", c->who.sub,
+    cm_cmd(c, my_orders_of_index, "ZREVRANGE " SL_KEY_BUYER_ORDERS " 0 %d", c->who.sub,
            ORDERS_LIST_MAX - 1);
 }
 
