@@ -173,7 +173,9 @@ void cm_order_event(struct commerce *cm, json_t *stored);
 typedef struct cm_outbox cm_outbox;
 typedef struct cm_job cm_job;
 typedef void (*cm_job_fn)(cm_job *job, json_t *fields, void *user);
-/* stream_key and group name the stream and its consumer group; name labels the metrics. */
+/* stream_key names the stream; name is its consumer group and the metrics' label. fn may be
+ * NULL: the node then only measures the queue. The fields are lent to the handler until it
+ * calls cm_job_done or cm_job_retry. */
 cm_outbox *cm_outbox_new(struct commerce *cm, const char *stream_key, const char *name,
                          cm_job_fn fn, void *user);
 void cm_outbox_start(cm_outbox *o);

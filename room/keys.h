@@ -44,10 +44,11 @@
 #define SL_KEY_PERSON_SPENT "sl:{person:%s}:spent:%d" /* CNY fen bought in a year (quota) */
 
 /* ---- payments and customs ---- */
-#define SL_KEY_PAY_NONCES     "sl:{pay}:nonce:%s:%s" /* provider, nonce: seen notifications */
-#define SL_KEY_PAY_REFUNDS    "sl:{pay}:refunds"     /* stream: refunds to ask providers for */
-#define SL_KEY_CUSTOMS_OUTBOX "sl:{customs}:outbox"  /* stream: orders to declare */
-#define SL_KEY_CUSTOMS_GUIDS  "sl:{customs}:guid"    /* hash: guid -> order id (receipts) */
+#define SL_KEY_PAY_NONCES       "sl:{pay}:nonce:%s:%s"  /* provider, nonce: seen notifications */
+#define SL_KEY_PAY_REFUNDS      "sl:{pay}:refunds"      /* stream: refunds to ask providers for */
+#define SL_KEY_CUSTOMS_OUTBOX   "sl:{customs}:outbox"   /* stream: orders to declare */
+#define SL_KEY_CUSTOMS_GUIDS    "sl:{customs}:guid"     /* hash: guid -> order id (receipts) */
+#define SL_KEY_CUSTOMS_REJECTED "sl:{customs}:rejected" /* zset: updated_at_ms -> order id */
 
 /* ---- a channel's room {room:<channel>} ---- */
 /* The capped history stream (entries {"e": event text without id}; the stream id is the event
