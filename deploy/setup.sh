@@ -61,7 +61,8 @@ if ((${#missing[@]})); then
 fi
 
 # Vendor the front-end packages into the served files (no build step at run time): ES module
-# builds of hls.js and uPlot, with their licences. Redone only when the lock file changes.
+# builds of hls.js, uPlot and uqr (the QR code a desktop buyer scans with WeChat to pay), with
+# their licences. Redone only when the lock file changes.
 vendor=web/public/vendor
 if [[ ! -f $vendor/.lock || web/package-lock.json -nt $vendor/.lock ]]; then
   echo "setup: vendoring the web client's npm packages"
@@ -71,6 +72,8 @@ if [[ ! -f $vendor/.lock || web/package-lock.json -nt $vendor/.lock ]]; then
   cp web/node_modules/hls.js/LICENSE "$vendor/LICENSE.hls.js"
   cp web/node_modules/uplot/dist/uPlot.esm.js web/node_modules/uplot/dist/uPlot.min.css "$vendor/"
   cp web/node_modules/uplot/LICENSE "$vendor/LICENSE.uplot"
+  cp web/node_modules/uqr/dist/index.mjs "$vendor/uqr.mjs"
+  cp web/node_modules/uqr/LICENSE "$vendor/LICENSE.uqr"
   cp web/package-lock.json "$vendor/.lock"
 fi
 # The browser tests' packages; the stamp is written only once npm ci finished.

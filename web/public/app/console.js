@@ -1,12 +1,14 @@
 // console: what a consul runs a pavilion's live commerce with — channels and stream keys,
-// products, flash sales, pinning, chat moderation, and a live dashboard of viewers, reservations,
-// orders and GMV per sale.
+// products, flash sales, pinning, chat moderation, a live dashboard of viewers, reservations,
+// orders and GMV per sale, and the pavilion's orders (refund, ship, delivered) and customs
+// declarations.
 
 import uPlot from '/vendor/uPlot.esm.js';
 import { api, ApiError, takeFragmentToken, claimsOf, pick, money, cny, el, $, toast, Room } from './common.js';
 
 const TOKEN_KEY = 'silklive.console.token';
 const POLL_MS = 2000;
+const ORDERS_POLL_MS = 10000;
 
 let token = takeFragmentToken(TOKEN_KEY);
 const ui = {
@@ -17,6 +19,10 @@ const ui = {
   sales: new Map(),
   saleId: null, // the sale the dashboard and orders follow
   orders: [],
+  pavOrders: new Map(), // the pavilion's orders by id
+  ordersPoll: null,
+  orderEvents: 0, // order events the room delivered (read by the browser tests)
+  joined: false,
   room: null,
   poll: null,
   series: { viewers: [[], []], sale: [[], [], [], []] },
@@ -43,6 +49,7 @@ function signOut(why) {
   if (why) toast(why, 'error');
   ui.room?.close();
   clearInterval(ui.poll);
+  clearInterval(ui.ordersPoll);
   boot();
 }
 
@@ -65,6 +72,7 @@ const time = (ms) => (ms ? new Date(ms).toLocaleTimeString() : '—');
 async function loadPavilion(code) {
   ui.pavilion = await call('GET', `/api/v1/pavilions/${code}`);
   document.querySelectorAll('.cur').forEach((n) => (n.textContent = ui.pavilion.currency));
+  startOrders();
   await Promise.all([loadChannels(), loadProducts()]);
 }
 
@@ -249,7 +257,7 @@ async function loadOrders(seed = false) {
   if (!r || id !== ui.saleId) return;
   ui.orders = r.orders;
   $('#orders tbody').replaceChildren(...[...r.orders].reverse().slice(0, 200).map((o) =>
-    el('tr', { dataset: { order: o.order_id } }, el('td.secret', o.order_id), el('td', o.user), el('td', String(o.qty)), el('td', cny(o.amount_cny_fen)), el('td', time(o.created_at_ms)))));
+    el('tr', { dataset: { order: o.order_id } }, el('td.secret', o.order_id), el('td', o.buyer?.name || o.user || ''), el('td', String(o.qty)), el('td', cny(o.amount_cny_fen)), el('td', time(o.created_at_ms)))));
   const gmv = r.orders.reduce((a, o) => a + o.amount_cny_fen, 0);
   $('#kpi-orders').textContent = String(r.orders.length);
   $('#kpi-gmv').textContent = cny(gmv);
@@ -320,6 +328,177 @@ function drawCharts() {
   ui.charts.sale?.setData(ui.series.sale);
 }
 
+// ---- the pavilion's orders and customs declarations ----
+//
+// Every order of the pavilion, newest first, with what the consul does to them: refund, ship,
+// mark delivered. The room's order events (sent to the pavilion's staff) update a row in place;
+// a poll every ORDERS_POLL_MS is the safety net for a missed event or a console with no room.
+
+const ORDER_STATE = {
+  paid: 'Paid', declared: 'Declared', shipped: 'Shipped', delivered: 'Delivered',
+  declaration_rejected: 'Declaration rejected', refunded: 'Refunded',
+};
+const DECL_STATE = { queued: 'queued', delivered: 'with customs', declared: 'declared (入库)', rejected: 'rejected (退单)' };
+
+const mayOrders = () => ['consul', 'admin'].includes(claims()?.role);
+
+async function loadPavOrders() {
+  const code = ui.pavilion?.code;
+  if (!code || !mayOrders()) return;
+  let r;
+  try {
+    r = await api('GET', `/api/v1/pavilions/${code}/orders`, { token });
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    if (e.status === 401) signOut('Your token is invalid or expired. Sign in again.');
+    return;
+  }
+  if (code !== ui.pavilion?.code) return;
+  const fresh = new Map();
+  for (const o of Array.isArray(r) ? r : r.orders || []) {
+    const known = ui.pavOrders.get(o.order_id);
+    // an event may have brought a newer version than this answer
+    fresh.set(o.order_id, known && (known.updated_at_ms || 0) > (o.updated_at_ms || 0) ? known : o);
+  }
+  for (const [id, o] of ui.pavOrders) if (!fresh.has(id) && o.pavilion === code) fresh.set(id, o);
+  ui.pavOrders = fresh;
+  renderPavOrders();
+}
+
+// An order from an event or an action's answer: into the list, the row redrawn in place.
+function upsertOrder(o) {
+  if (!o?.order_id) return;
+  if (o.pavilion && ui.pavilion && o.pavilion !== ui.pavilion.code) return;
+  const known = ui.pavOrders.get(o.order_id);
+  if (known && (known.updated_at_ms || 0) > (o.updated_at_ms || 0)) return;
+  ui.pavOrders.set(o.order_id, o);
+  renderPavOrders();
+}
+
+function orderStateCell(o) {
+  return el('td',
+    el('span.order-state', { dataset: { state: o.state } }, ORDER_STATE[o.state] || o.state),
+    o.refund ? el('div.small.muted.refund-line', `refund ${o.refund.state}${o.refund.reason ? ' — ' + o.refund.reason : ''}`) : null,
+    o.shipment ? el('div.small.muted', `${o.shipment.carrier || ''} ${o.shipment.waybill || ''}`.trim()) : null);
+}
+
+function customsCell(o) {
+  const d = o.declaration;
+  if (!d) return el('td', '—');
+  return el('td', { dataset: { decl: d.state } },
+    el('span', DECL_STATE[d.state] || d.state),
+    d.attempts > 1 ? el('span.small.muted', ` · ${d.attempts} tries`) : null,
+    d.reason ? el(d.state === 'rejected' ? 'div.small.decl-reason' : 'div.small.muted', d.reason) : null);
+}
+
+// The actions cell: the buttons, or one inline form in their place.
+function orderActions(o) {
+  const cell = el('td.order-actions');
+  const buttons = () => {
+    const b = [];
+    // Goods leave the bonded warehouse once customs cleared them (declared); a refund the
+    // provider has not confirmed may be asked for again (the server keeps it idempotent).
+    if (o.state === 'declared') b.push(el('button.small', { type: 'button', onclick: () => inline('ship') }, 'Ship'));
+    if (o.state === 'shipped') {
+      b.push(el('button.small', { type: 'button', onclick: () => act('delivered') }, 'Delivered'));
+      b.push(el('button.ghost.small', { type: 'button', onclick: () => inline('ship') }, 'Waybill'));
+    }
+    if (o.state !== 'refunded' && o.refund?.state !== 'done') {
+      b.push(el('button.ghost.small', { type: 'button', onclick: () => inline('refund') }, o.refund?.state === 'pending' || o.refund?.state === 'failed' ? 'Retry refund' : 'Refund'));
+    }
+    cell.replaceChildren(el('div.row', b));
+  };
+  const act = async (what, body) => {
+    const path = { refund: 'refund', ship: 'shipment', delivered: 'delivered' }[what];
+    const r = await call('POST', `/api/v1/orders/${o.order_id}/${path}`, body).catch(() => null);
+    if (!r) return false;
+    toast(`${o.order_id}: ${what === 'refund' ? 'refund requested' : what === 'ship' ? 'shipped' : 'delivered'}`);
+    upsertOrder(r.order_id ? r : { ...o, ...r });
+    return true;
+  };
+  const inline = (what) => {
+    const inputs = what === 'ship'
+      ? [el('input', { name: 'carrier', placeholder: 'Carrier (e.g. SF Express)', required: true, maxLength: 64, value: o.shipment?.carrier || '' }),
+        el('input', { name: 'waybill', placeholder: 'Waybill no.', required: true, pattern: '[A-Za-z0-9-]{4,40}', title: '4 to 40 letters, digits or -', maxLength: 40, value: o.shipment?.waybill || '' })]
+      : [el('input', { name: 'reason', placeholder: 'Reason (shown to the buyer)', required: true, maxLength: 80 })];
+    const go = el('button.small', { type: 'submit' }, what === 'ship' ? 'Save shipment' : `Refund ${cny(o.amount_cny_fen)}`);
+    const form = el('form.inline-form', { dataset: { action: what } }, inputs, go,
+      el('button.ghost.small', { type: 'button', onclick: buttons }, 'Cancel'));
+    form.onsubmit = async (e) => {
+      e.preventDefault();
+      go.disabled = true;
+      const body = Object.fromEntries(inputs.map((i) => [i.name, i.value.trim()]));
+      if (!(await act(what, body))) go.disabled = false;
+    };
+    cell.replaceChildren(form);
+    inputs[0].focus();
+  };
+  buttons();
+  return cell;
+}
+
+function orderRow(o) {
+  const b = o.breakdown || {};
+  return el('tr', { dataset: { order: o.order_id, state: o.state, updated: o.updated_at_ms || 0 } },
+    el('td', el('div.secret', o.order_id), el('div.small.muted', `${time(o.created_at_ms)} · ${o.provider || ''}`)),
+    el('td', o.sku, el('div.small.muted', `× ${o.qty}${o.channel ? ' · ' + o.channel : ''}`)),
+    el('td', el('strong', cny(o.amount_cny_fen)), b.tax_cny_fen !== undefined ? el('div.small.muted', `tax ${cny(b.tax_cny_fen)} · freight ${cny(b.freight_cny_fen || 0)}`) : null),
+    el('td', o.buyer?.name || '—', el('div.small.muted.secret', o.buyer?.id_number || o.buyer?.id_masked || '')),
+    orderStateCell(o),
+    customsCell(o),
+    orderActions(o));
+}
+
+function renderPavOrders() {
+  const filter = $('#pav-orders-filter').value;
+  const all = [...ui.pavOrders.values()].sort((a, b) => (b.created_at_ms || 0) - (a.created_at_ms || 0));
+  const list = filter ? all.filter((o) => o.state === filter) : all;
+  const tbody = $('#pav-orders tbody');
+  const rows = new Map([...tbody.children].map((tr) => [tr.dataset.order, tr]));
+  // Rows whose order did not change stay as they are (an open refund or shipment form too).
+  const next = list.slice(0, 500).map((o) => {
+    const tr = rows.get(o.order_id);
+    return tr && tr.dataset.state === o.state && Number(tr.dataset.updated) === (o.updated_at_ms || 0) ? tr : orderRow(o);
+  });
+  if (next.length !== tbody.children.length || next.some((tr, i) => tbody.children[i] !== tr)) tbody.replaceChildren(...next);
+  const paid = all.filter((o) => o.state !== 'refunded');
+  $('#pav-orders-count').textContent = `${all.length} · ${cny(paid.reduce((a, o) => a + (o.amount_cny_fen || 0), 0))} not refunded`;
+}
+
+async function loadDeclarations() {
+  if (!ui.pavilion || !mayOrders()) return;
+  for (const st of ['queued', 'rejected']) {
+    const r = await api('GET', `/api/v1/customs/declarations?state=${st}`, { token }).catch(() => null);
+    if (!r) continue;
+    const list = (Array.isArray(r) ? r : r.declarations || r.orders || []).map((d) => ({
+      order: d.order_id || (typeof d.order === 'string' ? d.order : d.order?.order_id) || '',
+      pavilion: d.pavilion,
+      ...(d.declaration || d),
+    })).filter((d) => !d.pavilion || d.pavilion === ui.pavilion.code);
+    $(`#decl-${st}-count`).textContent = String(list.length);
+    $(`#decl-${st} tbody`).replaceChildren(...list.map((d) => el('tr', { dataset: { order: d.order, guid: d.guid || '' } },
+      el('td.secret', d.order),
+      el('td', el('div.secret', d.guid || ''), d.state && d.state !== st ? el('div.small.muted', DECL_STATE[d.state] || d.state) : null),
+      st === 'queued' ? el('td', String(d.attempts ?? 0)) : el('td.decl-reason', d.reason || '—'),
+      el('td', time(d.updated_at_ms || d.created_at_ms)))));
+  }
+}
+
+function startOrders() {
+  $('#orders-panel').hidden = !mayOrders();
+  $('#declarations-panel').hidden = !mayOrders();
+  clearInterval(ui.ordersPoll);
+  ui.pavOrders = new Map();
+  $('#pav-orders tbody').replaceChildren();
+  if (!mayOrders()) return;
+  loadPavOrders();
+  loadDeclarations();
+  ui.ordersPoll = setInterval(() => {
+    loadPavOrders();
+    loadDeclarations();
+  }, ORDERS_POLL_MS);
+}
+
 // ---- moderation over the room ----
 
 function modLine(ev) {
@@ -350,6 +529,10 @@ function modEvent(ev) {
       $('#kpi-held').textContent = String(ev.sale.held);
       if (ev.event === 'stock' || ev.event === 'sold_out') loadOrders();
     }
+  } else if (ev.type === 'order') {
+    ui.orderEvents++;
+    upsertOrder(ev.order);
+    if (ev.order?.sale === ui.saleId) loadOrders();
   } else if (ev.type === 'presence') {
     $('#kpi-viewers').textContent = String(ev.viewers);
   } else if (ev.type === 'stream') {
@@ -359,9 +542,11 @@ function modEvent(ev) {
 
 function openRoom() {
   ui.room?.close();
+  ui.joined = false;
   $('#mod-messages').replaceChildren();
   ui.room = new Room(ui.channel, {
     onJoined: (msg, { resumed }) => {
+      ui.joined = true;
       if (!resumed) $('#mod-messages').replaceChildren();
       for (const ev of msg.history || []) modEvent(ev);
     },
@@ -409,5 +594,20 @@ $('#signin-form').onsubmit = (e) => {
   boot();
 };
 $('#signout').onclick = () => signOut();
+$('#pav-orders-filter').onchange = renderPavOrders;
+$('#pav-orders-refresh').onclick = loadPavOrders;
+$('#decl-refresh').onclick = loadDeclarations;
+// What the browser tests (and anyone debugging in devtools) read.
+window.silklive = {
+  get room() {
+    return ui.room;
+  },
+  get joined() {
+    return ui.joined;
+  },
+  get orderEvents() {
+    return ui.orderEvents;
+  },
+};
 wireForms();
 boot();
