@@ -262,7 +262,9 @@ static int commerce_init(sl_server *srv, GError **err)
         g_free(cm);
         return SL_ERR;
     }
-    cm->http = soup_session_new_with_options("timeout", 10, "idle-timeout", 60, "user-agent",
+    /* a stalled peer ends a call after 30 s at most; callers keep shorter deadlines of their
+     * own ([customs] timeout_ms) */
+    cm->http = soup_session_new_with_options("timeout", 30, "idle-timeout", 60, "user-agent",
                                              "silklive/1", NULL);
     cm->create = sl_script_new(sl_lua_commerce_create);
     cm->cas = sl_script_new(sl_lua_commerce_cas);
@@ -387,7 +389,7 @@ static void demo_catalog(struct demo *d)
                       "image_url", json_sprintf("/img/demo/%s.svg", products[i].sku), "vat_rate_bp",
                       products[i].vat_bp, "consumption_tax_rate_bp", products[i].consumption_bp,
                       "freight_cny_fen", products[i].freight_fen, "customs_unit", products[i].unit,
-                      "origin_country_code", "312", "created_at_ms", (json_int_t)now),
+                      "origin_country_code", "412", "created_at_ms", (json_int_t)now),
             products[i].sku, NULL, NULL);
         g_free(pk);
     }

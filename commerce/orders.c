@@ -6,7 +6,8 @@
 #include <time.h>
 
 #define ORDERS_LIST_MAX   500
-#define REFUND_REASON_MAX 80 /* WeChat Pay's limit on a refund's reason */
+#define SALE_ORDERS_MAX   1000 /* the newest of a sale: the console pages by pavilion */
+#define REFUND_REASON_MAX 80   /* WeChat Pay's limit on a refund's reason */
 #define CARRIER_MAX       64
 
 /* ---- ids ---- */
@@ -452,12 +453,37 @@ static void pavilion_orders(sl_http_req *req, void *user)
 static void sale_orders_loaded(struct cm_ctx *c, redisReply *r)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        json_t *doc = cm_doc(r->element[i + 1]);
+    for (size_t i = 0; i < r->elements; i++) {
+        json_t *doc = cm_doc(r->element[i]);
         if (doc) json_array_append_new(arr, cm_order_view(doc));
         json_decref(doc);
     }
     cm_reply(c, 200, json_pack("{s:s, s:o}", "sale", c->id, "orders", arr));
+}
+
+/* The newest orders of the sale from its order stream, each read as it is now. */
+static void sale_orders_listed(struct cm_ctx *c, redisReply *r)
+{
+    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(argv, g_strdup("HMGET"));
+    g_ptr_array_add(argv, cm_key(SL_KEY_SALE_ODOCS, c->id));
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *entry = r->element[i]; /* [id, [field, value]] */
+        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+            entry->element[1]->type != REDIS_REPLY_ARRAY || entry->element[1]->elements < 2)
+            continue;
+        json_t *first = cm_doc(entry->element[1]->element[1]);
+        const char *oid = json_string_value(json_object_get(first, "order_id"));
+        if (oid) g_ptr_array_add(argv, g_strdup(oid));
+        json_decref(first);
+    }
+    if (argv->len == 2) {
+        g_ptr_array_unref(argv);
+        cm_reply(c, 200, json_pack("{s:s, s:[]}", "sale", c->id, "orders"));
+        return;
+    }
+    cm_cmd_argv(c, sale_orders_loaded, argv);
+    g_ptr_array_unref(argv);
 }
 
 static void sale_orders_authorised(struct cm_ctx *c, redisReply *r)
@@ -467,7 +493,8 @@ static void sale_orders_authorised(struct cm_ctx *c, redisReply *r)
         return;
     }
     if (!cm_may(c, SL_ROLE_CONSUL, r->str)) return;
-    cm_cmd(c, sale_orders_loaded, "HGETALL " SL_KEY_SALE_ODOCS, c->id);
+    cm_cmd(c, sale_orders_listed, "XREVRANGE " SL_KEY_SALE_ORDERS " + - COUNT %d", c->id,
+           SALE_ORDERS_MAX);
 }
 
 static void sale_orders(sl_http_req *req, void *user)

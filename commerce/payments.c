@@ -79,6 +79,18 @@ static char *china_rfc3339(int64_t ms)
     return s;
 }
 
+/* WeChat Pay's out_trade_no is at most 32 characters: the reservation id (33) without the 'S'
+ * every sale id starts with. */
+static const char *trade_no_of(const char *rid)
+{
+    return rid[0] == 'S' ? rid + 1 : rid;
+}
+
+static char *rid_of_trade_no(const char *no)
+{
+    return g_strconcat("S", no, NULL);
+}
+
 /* ---- calls to the provider (WeChat Pay API v3 over HTTPS, libsoup) ---- */
 
 typedef void (*provider_done)(struct commerce *cm, int status, json_t *answer, const char *err,
@@ -407,7 +419,15 @@ static void notify_applied(struct commerce *cm, const char *result, json_t *orde
 
 static void refund_notified(struct commerce *cm, const char *status, json_t *doc, void *user)
 {
-    notify_answer(user, strcmp(status, "unavailable") == 0 ? 503 : 204, "store unavailable");
+    struct cm_ctx *c = user;
+    if (strcmp(status, "unavailable") == 0) {
+        /* the provider sends it again; its nonce must not look like a replay then */
+        sl_redis_command(sl_server_redis(cm->srv), NULL, NULL, "DEL %s",
+                         CM_FLOW(struct notify_flow, c)->nonce_key);
+        notify_answer(c, 503, "the store is unavailable; send it again");
+        return;
+    }
+    notify_answer(c, 204, NULL);
 }
 
 static void notify_fresh(struct cm_ctx *c, redisReply *r)
@@ -421,8 +441,10 @@ static void notify_fresh(struct cm_ctx *c, redisReply *r)
     const char *event = json_string_value(json_object_get(c->body, "event_type"));
     const char *rid = json_string_value(json_object_get(res, "out_trade_no"));
     const char *mchid = json_string_value(json_object_get(res, "mchid"));
-    if (mchid && strcmp(mchid, f->p->mchid) != 0) {
-        notify_rejected(c, "the notification is for another merchant");
+    const char *appid = json_string_value(json_object_get(res, "appid"));
+    gboolean refund = event && g_str_has_prefix(event, "REFUND.");
+    if (g_strcmp0(mchid, f->p->mchid) != 0 || (!refund && g_strcmp0(appid, f->p->appid) != 0)) {
+        notify_rejected(c, "the notification is for another merchant or app");
         return;
     }
     if (event && strcmp(event, "TRANSACTION.SUCCESS") == 0) {
@@ -436,10 +458,12 @@ static void notify_fresh(struct cm_ctx *c, redisReply *r)
             notify_answer(c, 204, NULL); /* nothing a shop acts on */
             return;
         }
-        payment_succeeded(c->cm, rid, tx, json_integer_value(total), notify_applied, c);
+        char *full = rid_of_trade_no(rid);
+        payment_succeeded(c->cm, full, tx, json_integer_value(total), notify_applied, c);
+        g_free(full);
         return;
     }
-    if (event && g_str_has_prefix(event, "REFUND.")) {
+    if (refund) {
         /* out_refund_no is "R<rid>" for an order's refund, "Q<rid>" for a payment refunded
          * because its hold was gone */
         const char *no = json_string_value(json_object_get(res, "out_refund_no"));
@@ -448,10 +472,13 @@ static void notify_fresh(struct cm_ctx *c, redisReply *r)
         if (no && no[0] == 'R' && rstatus && sl_id_valid(no, strlen(no))) {
             char *oid = g_strdup_printf("O%s", no + 1);
             gboolean ok = strcmp(rstatus, "SUCCESS") == 0;
-            cm_order_update(c->cm, oid, "", ok ? "refunded" : "",
+            /* merged into the refund as it is: its number, amount and reason stay */
+            cm_order_update(c->cm, oid,
+                            ok ? "" : "paid,declared,shipped,delivered,declaration_rejected",
+                            ok ? "refunded" : "",
                             json_pack("{s:{s:s, s:s, s:I}}", "refund", "state",
-                                      ok ? "done" : "failed", "reason", rstatus, "at_ms",
-                                      (json_int_t)sl_now_ms()),
+                                      ok ? "done" : "failed", "provider_status", rstatus,
+                                      ok ? "done_at_ms" : "failed_at_ms", (json_int_t)sl_now_ms()),
                             refund_notified, c);
             g_free(oid);
             return;
@@ -516,6 +543,7 @@ struct intent_flow {
     json_t *inv;     /* owned: sku pavilion channel */
     json_t *product; /* owned */
     json_t *payment; /* owned: the stored payment */
+    json_t *profile; /* owned: the checkout form to remember */
 };
 
 static void intent_flow_clear(struct cm_ctx *c)
@@ -530,6 +558,7 @@ static void intent_flow_clear(struct cm_ctx *c)
     json_decref(f->inv);
     json_decref(f->product);
     json_decref(f->payment);
+    json_decref(f->profile);
 }
 
 /* The read form of a payment: no user, sealed identity or its reference. */
@@ -622,14 +651,15 @@ static void intent_open_at_provider(struct intent_flow *f)
     const char *sku = json_string_value(json_object_get(f->payment, "sku"));
     json_t *body =
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:O, s:s}}", "appid", f->p->appid, "mchid",
-                  f->p->mchid, "description", sku ? sku : "silklive", "out_trade_no", rid,
-                  "time_expire", expire, "notify_url", f->p->notify_url, "amount", "total",
-                  json_object_get(f->payment, "amount_cny_fen"), "currency", "CNY");
+                  f->p->mchid, "description", sku ? sku : "silklive", "out_trade_no",
+                  trade_no_of(rid), "time_expire", expire, "notify_url", f->p->notify_url, "amount",
+                  "total", json_object_get(f->payment, "amount_cny_fen"), "currency", "CNY");
     if (f->h5) {
-        const char *ip = sl_http_req_header(c->req, "x-forwarded-for");
-        json_object_set_new(body, "scene_info",
-                            json_pack("{s:s, s:{s:s}}", "payer_client_ip", ip ? ip : "127.0.0.1",
-                                      "h5_info", "type", "Wap"));
+        char ip[SL_ADDR_TEXT_MAX];
+        if (!sl_http_req_client(c->req, ip)) g_strlcpy(ip, "127.0.0.1", sizeof ip);
+        json_object_set_new(
+            body, "scene_info",
+            json_pack("{s:s, s:{s:s}}", "payer_client_ip", ip, "h5_info", "type", "Wap"));
     }
     provider_call(c->cm, f->p, "POST",
                   f->h5 ? "/v3/pay/transactions/h5" : "/v3/pay/transactions/native", body, prepaid,
@@ -653,6 +683,10 @@ static void intent_stored(struct cm_ctx *c, redisReply *r)
             intent_reply(f, 200);
             return;
         }
+        char *ptext = json_dumps(f->profile, JSON_COMPACT);
+        sl_redis_command(sl_server_redis(c->cm->srv), NULL, NULL, "SET " SL_KEY_BUYER_PROFILE " %s",
+                         c->who.sub, ptext);
+        free(ptext);
         intent_open_at_provider(f);
         return;
     }
@@ -753,14 +787,10 @@ static void intent_price(struct intent_flow *f)
                             json_pack("{s:s, s:s}", "kind", "dev", "complete_url", url));
         g_free(url);
     }
-    /* the checkout form is remembered for the buyer's next order, identity sealed */
-    json_t *profile = json_pack("{s:O, s:O, s:I}", "buyer", buyer, "consignee", f->consignee,
-                                "updated_at_ms", (json_int_t)sl_now_ms());
-    char *ptext = json_dumps(profile, JSON_COMPACT);
-    sl_redis_command(sl_server_redis(cm->srv), NULL, NULL, "SET " SL_KEY_BUYER_PROFILE " %s",
-                     c->who.sub, ptext);
-    free(ptext);
-    json_decref(profile);
+    /* the checkout form is remembered for the buyer's next order (identity sealed), once this
+     * payment is stored */
+    f->profile = json_pack("{s:O, s:O, s:I}", "buyer", buyer, "consignee", f->consignee,
+                           "updated_at_ms", (json_int_t)sl_now_ms());
     cm_cmd(c, intent_quota_checked, "GET " SL_KEY_PERSON_SPENT, ref, cm_china_year(sl_now_ms()));
     g_free(sealed);
     g_free(ref);
@@ -887,7 +917,14 @@ static void payment_create(sl_http_req *req, void *user)
                  provider ? provider : "(missing)");
         return;
     }
-    f->h5 = g_strcmp0(json_string_value(json_object_get(c->body, "scene")), "h5") == 0;
+    json_t *scene = json_object_get(c->body, "scene");
+    const char *sc = json_string_value(scene);
+    if (scene && (sc == NULL || (strcmp(sc, "h5") != 0 && strcmp(sc, "native") != 0))) {
+        cm_error_static(c, 400, "bad_request",
+                        "scene must be \"native\" (a QR code) or \"h5\" (a phone's browser)");
+        return;
+    }
+    f->h5 = g_strcmp0(sc, "h5") == 0;
     f->pid = g_strdup_printf("P%s", c->id);
     cm_cmd(c, intent_existing, "HGET " SL_KEY_SALE_PAY " %s", f->sale, f->pid);
 }
@@ -959,8 +996,8 @@ static void confirmed(struct cm_ctx *c, redisReply *r)
         json_decref(pay);
         if (ask) {
             f->queried = TRUE;
-            char *path =
-                g_strdup_printf("/v3/pay/transactions/out-trade-no/%s?mchid=%s", c->id, p->mchid);
+            char *path = g_strdup_printf("/v3/pay/transactions/out-trade-no/%s?mchid=%s",
+                                         trade_no_of(c->id), p->mchid);
             provider_call(c->cm, p, "GET", path, NULL, confirm_queried, f);
             g_free(path);
             return;
@@ -1054,15 +1091,20 @@ static void dev_payment_loaded(struct cm_ctx *c, redisReply *r)
     /* what WeChat Pay would send for this payment, signed and sealed the same way */
     int64_t now = sl_now_ms();
     char *when = china_rfc3339(now);
+    const char *rid = json_string_value(json_object_get(pay, "reservation_id"));
+    if (rid == NULL) {
+        json_decref(pay);
+        cm_error(c, 503, "unavailable", "payment record unreadable");
+        return;
+    }
     char *tx = cm_random_id("DEV", 25);
     json_t *amount = json_object_get(pay, "amount_cny_fen");
-    json_t *transaction =
-        json_pack("{s:s, s:s, s:O, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s}, s:{s:O, s:O, s:s, s:s}}",
-                  "mchid", p->mchid, "appid", p->appid, "out_trade_no",
-                  json_object_get(pay, "reservation_id"), "transaction_id", tx, "trade_type",
-                  "NATIVE", "trade_state", "SUCCESS", "trade_state_desc", "支付成功", "bank_type",
-                  "OTHERS", "success_time", when, "payer", "openid", "dev-buyer", "amount", "total",
-                  amount, "payer_total", amount, "currency", "CNY", "payer_currency", "CNY");
+    json_t *transaction = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s}, s:{s:O, s:O, s:s, s:s}}", "mchid",
+        p->mchid, "appid", p->appid, "out_trade_no", trade_no_of(rid), "transaction_id", tx,
+        "trade_type", "NATIVE", "trade_state", "SUCCESS", "trade_state_desc", "支付成功",
+        "bank_type", "OTHERS", "success_time", when, "payer", "openid", "dev-buyer", "amount",
+        "total", amount, "payer_total", amount, "currency", "CNY", "payer_currency", "CNY");
     char *plain = json_dumps(transaction, JSON_COMPACT);
     json_t *resource = cm_wxpay_seal_resource(p->apiv3_key, "transaction", plain);
     char *id = g_uuid_string_random();
@@ -1165,9 +1207,9 @@ static void refund_at_provider(struct commerce *cm, struct provider *p, const ch
         return;
     }
     json_t *body =
-        json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:I, s:s}}", "out_trade_no", rid, "out_refund_no",
-                  no, "reason", reason, "notify_url", p->notify_url, "amount", "refund",
-                  (json_int_t)amount, "total", (json_int_t)amount, "currency", "CNY");
+        json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:I, s:s}}", "out_trade_no", trade_no_of(rid),
+                  "out_refund_no", no, "reason", reason, "notify_url", p->notify_url, "amount",
+                  "refund", (json_int_t)amount, "total", (json_int_t)amount, "currency", "CNY");
     provider_call(cm, p, "POST", "/v3/refund/domestic/refunds", body, refund_answered, r);
     json_decref(body);
 }
@@ -1221,7 +1263,9 @@ static void payment_refunded(struct commerce *cm, gboolean ok, const char *why, 
     g_message("payments: %s refunded (its hold was gone)", j->pid);
     char *docs = cm_key(SL_KEY_SALE_PAY, j->sale), now[SL_INT_TEXT_MAX];
     sl_int_text(sl_now_ms(), now);
-    const char *argv[] = {docs, j->pid, now, "refund_pending", "refunded", ""};
+    char patch[96];
+    g_snprintf(patch, sizeof patch, "{\"refund\":{\"state\":\"done\",\"done_at_ms\":%s}}", now);
+    const char *argv[] = {docs, j->pid, now, "refund_pending", "refunded", patch};
     if (sl_redis_eval(sl_server_redis(cm->srv), cm->doc_update, payment_refund_marked, j, 1, 6,
                       argv, NULL) != SL_OK) {
         cm_job_retry(j->job, "not connected");
@@ -1374,7 +1418,7 @@ int cm_payments_init(struct commerce *cm, GError **err)
     cm->payments = pm;
     int64_t grace_s, hold_s;
     if (sl_config_get_int(cfg, "payments", "notify_grace_s", 60, 0, 3600, &grace_s, err) != SL_OK ||
-        sl_config_get_int(cfg, "payments", "min_hold_s", 120, 10, 3600, &hold_s, err) != SL_OK)
+        sl_config_get_int(cfg, "payments", "min_hold_s", 120, 1, 3600, &hold_s, err) != SL_OK)
         return SL_ERR;
     pm->grace_ms = grace_s * 1000;
     pm->min_hold_ms = hold_s * 1000;

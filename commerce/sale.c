@@ -20,7 +20,7 @@ static void count_reservation(const char *result)
 {
     static const char *results[] = {
         "ok",      "existing",    "sold_out",       "limit_exceeded", "sale_not_active",
-        "bad_qty", "quota_order", "quota_exceeded", "not_found"};
+        "bad_qty", "quota_order", "not_found"};
     static sl_metric *handles[G_N_ELEMENTS(results) + 1];
     size_t i = 0;
     while (i < G_N_ELEMENTS(results) && strcmp(results[i], result) != 0)
@@ -446,9 +446,6 @@ static const struct {
     {"quota_order", 409, "quota_exceeded",
      "this order would pass the per-order limit for "
      "cross-border purchases"},
-    {"quota_exceeded", 409, "quota_exceeded",
-     "this would pass your annual cross-border "
-     "purchase quota"},
     {"limit_exceeded", 409, "limit_exceeded",
      "you would hold or have bought more than the "
      "per-user limit of this sale"},

@@ -143,6 +143,10 @@ const char *sl_http_req_query(const sl_http_req *req, const char *name);
 /* Request header by lower-case name ("authorization", "idempotency-key", ...), or NULL. */
 const char *sl_http_req_header(const sl_http_req *req, const char *name);
 const uint8_t *sl_http_req_body(const sl_http_req *req, size_t *len);
+/* The client's address: the peer's, or behind a trusted proxy ([limits] trusted_proxies) the
+ * one the proxy appended to X-Forwarded-For. FALSE when unknown (the client went away). */
+#define SL_ADDR_TEXT_MAX 46
+gboolean sl_http_req_client(const sl_http_req *req, char out[SL_ADDR_TEXT_MAX]);
 sl_server *sl_http_req_server(const sl_http_req *req);
 /* Parses the body as a JSON object. On failure replies 400 bad_request and returns NULL. */
 json_t *sl_http_req_json(sl_http_req *req);

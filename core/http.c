@@ -184,6 +184,13 @@ const uint8_t *sl_http_req_body(const sl_http_req *req, size_t *len)
     *len = req->body->len;
     return req->body->data;
 }
+gboolean sl_http_req_client(const sl_http_req *req, char out[SL_ADDR_TEXT_MAX])
+{
+    G_STATIC_ASSERT(SL_ADDR_TEXT_MAX >= INET6_ADDRSTRLEN);
+    return req->wsi != NULL && peer_limits_client(server_peer_limits(req->srv), req->wsi,
+                                                  sl_http_req_header(req, "x-forwarded-for"), out);
+}
+
 sl_server *sl_http_req_server(const sl_http_req *req)
 {
     return req->srv;

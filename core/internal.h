@@ -84,6 +84,9 @@ int peer_limits_event(struct peer_limits *p, struct lws *wsi, int reason, void *
 gboolean peer_limits_take(struct peer_limits *p, struct lws *wsi, const char *forwarded_for,
                           int *retry_after_s);
 struct peer_limits *server_peer_limits(sl_server *srv);
+/* The address a request comes from (see client_of in peer.c); FALSE when unknown. */
+gboolean peer_limits_client(struct peer_limits *p, struct lws *wsi, const char *forwarded_for,
+                            char out[SL_ADDR_TEXT_MAX]);
 
 /* ---- Redis (redis.c) ---- */
 sl_redis *redis_new(GMainContext *ctx, const char *url, int timeout_ms, GError **err);

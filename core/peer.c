@@ -203,6 +203,12 @@ static gboolean client_of(struct peer_limits *p, struct lws *wsi, const char *fo
     return TRUE;
 }
 
+gboolean peer_limits_client(struct peer_limits *p, struct lws *wsi, const char *forwarded_for,
+                            char out[SL_ADDR_TEXT_MAX])
+{
+    return p != NULL && client_of(p, wsi, forwarded_for, out);
+}
+
 gboolean peer_limits_take(struct peer_limits *p, struct lws *wsi, const char *forwarded_for,
                           int *retry_after_s)
 {
