@@ -52,6 +52,10 @@ static GstVideoFormat gst_format(enum AVPixelFormat f)
         return GST_VIDEO_FORMAT_Y444;
     case AV_PIX_FMT_YUV420P10LE:
         return GST_VIDEO_FORMAT_I420_10LE;
+    case AV_PIX_FMT_YUV422P10LE:
+        return GST_VIDEO_FORMAT_I422_10LE;
+    case AV_PIX_FMT_YUV444P10LE:
+        return GST_VIDEO_FORMAT_Y444_10LE;
     default:
         return GST_VIDEO_FORMAT_UNKNOWN;
     }
@@ -334,7 +338,8 @@ static void sl_h264dec_class_init(SlH264DecClass *klass)
     GstVideoDecoderClass *dec_class = GST_VIDEO_DECODER_CLASS(klass);
     GstCaps *sink = gst_caps_from_string("video/x-h264, alignment=au, "
                                          "stream-format={ avc, byte-stream }");
-    GstCaps *src = gst_caps_from_string(GST_VIDEO_CAPS_MAKE("{ I420, Y42B, Y444, I420_10LE }"));
+    GstCaps *src = gst_caps_from_string(
+        GST_VIDEO_CAPS_MAKE("{ I420, Y42B, Y444, I420_10LE, I422_10LE, Y444_10LE }"));
     gst_element_class_add_pad_template(
         element_class, gst_pad_template_new("sink", GST_PAD_SINK, GST_PAD_ALWAYS, sink));
     gst_element_class_add_pad_template(

@@ -33,7 +33,7 @@ struct transcode {
      * make each turn of the loop, that is each frame received, walk them all. */
     guint tick_timer;
     sl_metric *m_live, *m_segments, *m_dropped, *m_unsupported, *m_failed, *m_shed, *m_restored,
-        *m_write_failed, *m_late;
+        *m_write_failed, *m_late, *m_ladder_off;
 };
 
 /* One rendition of a channel: its directory, its live playlist and what the master says of it. */
@@ -93,7 +93,17 @@ struct transcode_stream {
     GHashTable *gen_of;  /* pipelines still writing -> GUINT_TO_POINTER(generation) */
     gboolean rebuild;    /* switch pipelines at the next keyframe */
     char *failed;        /* owned; why the stream cannot go on (the disk is full), or NULL */
+    /* pipelines that failed in a row: each waits longer to be rebuilt, and after
+     * LADDER_FAILURES_MAX the ladder is given up for this stream (the source goes on) */
+    int failures;
+    int64_t retry_at_ms;
+    gboolean ladder_off;
+    gboolean said_unsupported; /* the log has the line about a codec it cannot carry */
 };
+
+#define LADDER_FAILURES_MAX 3
+#define REBUILD_BACKOFF_MS  500
+#define REBUILD_BACKOFF_MAX 30000
 
 static struct transcode *transcode_of(sl_server *srv)
 {
@@ -437,6 +447,7 @@ static void on_segment(remux *rx, const struct remux_segment *seg, void *user)
     struct remux_output_info info;
     remux_output_info(rx, seg->output, &info);
     struct rendition *r = rendition_get(ch, info.name);
+    if (rx == s->remux) s->failures = 0; /* the current pipeline works */
     /* A retired pipeline still flushing its encoders can finish its last segment after the next
      * pipeline's first is listed: appended then, it would put the playlist out of time order
      * (PROGRAM-DATE-TIME going back). It is dropped: the switch is a discontinuity anyway, and
@@ -497,7 +508,21 @@ static void on_done(remux *rx, const char *error, void *user)
     } else {
         remux_free(s->remux);
         s->remux = NULL;
-        if (error && !s->closed) sl_metric_add(s->ch->tc->m_failed, 1); /* rebuilt at a keyframe */
+        if (error && !s->closed) {
+            /* rebuilt at a keyframe after a backoff, never in a tight loop */
+            sl_metric_add(s->ch->tc->m_failed, 1);
+            s->failures++;
+            s->retry_at_ms =
+                sl_now_ms() +
+                MIN((int64_t)REBUILD_BACKOFF_MS << MIN(s->failures - 1, 16), REBUILD_BACKOFF_MAX);
+            if (s->failures >= LADDER_FAILURES_MAX && s->n_rungs > 0 && !s->ladder_off) {
+                s->ladder_off = TRUE;
+                sl_metric_add(s->ch->tc->m_ladder_off, 1);
+                g_warning("channel %s: the ladder failed %d times (%s); going on with the source "
+                          "alone (codec %s)",
+                          s->ch->id, s->failures, error, s->video_codec);
+            }
+        }
     }
     if (s->closed && s->remux == NULL && s->retired->len == 0) {
         g_ptr_array_remove(s->ch->draining, s);
@@ -532,7 +557,7 @@ static int stream_start_pipeline(transcode_stream *s, GError **err)
     int n = 0, w = 0, h = 0;
     gsize len = 0;
     const uint8_t *avc = s->avc_config ? g_bytes_get_data(s->avc_config, &len) : NULL;
-    if (avc && len > 5 && ladder_source_size(avc + 5, len - 5, &w, &h))
+    if (avc && len > 5 && !s->ladder_off && ladder_source_size(avc + 5, len - 5, &w, &h))
         n = ladder_fit(ladder_for(tc, s->pavilion), w, h, rungs, REMUX_MAX_OUTPUTS - 1);
     s->n_rungs = n;
     /* the most expensive rungs (the first) go first when encoding falls behind */
@@ -775,6 +800,19 @@ static int stream_feed(transcode_stream *s, uint8_t type, uint32_t ts_ms, const 
     gboolean supported = type == 9 ? (data[0] & 0x0f) == 7 : (data[0] >> 4) == 10;
     if (!supported) { /* HEVC over enhanced RTMP, VP6, MP3, Speex...: not remuxable to TS here */
         sl_metric_add(tc->m_unsupported, 1);
+        if (!s->said_unsupported) {
+            static const char *const audio[16] = {
+                [0] = "PCM",        [1] = "ADPCM",      [2] = "MP3",
+                [3] = "PCM",        [4] = "Nellymoser", [5] = "Nellymoser",
+                [6] = "Nellymoser", [7] = "G.711",      [8] = "G.711",
+                [11] = "Speex",     [14] = "MP3",       [15] = "device-specific"};
+            const char *name = type == 8 ? audio[data[0] >> 4] : NULL;
+            s->said_unsupported = TRUE;
+            g_warning("channel %s: %s codec %s (id %d) is not supported; the stream goes on "
+                      "without it (send H.264 and AAC)",
+                      s->ch->id, type == 8 ? "audio" : "video", name ? name : "?",
+                      type == 8 ? data[0] >> 4 : data[0] & 0x0f);
+        }
         return SL_OK;
     }
     gboolean config = data[1] == 0;
@@ -800,7 +838,7 @@ static int stream_feed(transcode_stream *s, uint8_t type, uint32_t ts_ms, const 
         remux_finish(old);
     }
     if (s->remux == NULL) {
-        if (!startable) return SL_OK;
+        if (!startable || sl_now_ms() < s->retry_at_ms) return SL_OK;
         s->rebuild = FALSE;
         GError *e = NULL;
         s->pipeline_ms = sl_now_ms();
@@ -923,6 +961,10 @@ static int transcode_init(sl_server *srv, GError **err)
                                       "Frames of codecs other than H.264/AAC, dropped", NULL, 1);
     tc->m_failed = sl_metric_get("silklive_transcode_pipeline_failures_total", SL_METRIC_COUNTER,
                                  "Pipelines that failed and were rebuilt", NULL, 1);
+    tc->m_ladder_off = sl_metric_get("silklive_transcode_ladder_given_up_total", SL_METRIC_COUNTER,
+                                     "Streams whose ladder failed repeatedly and that went on "
+                                     "with the source alone",
+                                     NULL, 1);
     tc->m_write_failed = sl_metric_get("silklive_transcode_write_failures_total", SL_METRIC_COUNTER,
                                        "Streams ended because their media could not be written "
                                        "(disk full)",

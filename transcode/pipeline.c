@@ -310,9 +310,11 @@ static gboolean build_ladder(remux *r, GstElement *video_tee)
         GstElement *scale = make(r, "slswscale"), *filter = make(r, "capsfilter");
         GstElement *enc = make(r, "x264enc"), *parse = make(r, "h264parse");
         if (!rq || !scale || !filter || !enc || !parse) return FALSE;
-        GstCaps *caps = gst_caps_new_simple("video/x-raw", "width", G_TYPE_INT, o->rung.width,
-                                            "height", G_TYPE_INT, o->rung.height,
-                                            "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, NULL);
+        /* 8-bit 4:2:0, so the rung is High (not High 10 or 4:4:4): what browsers decode */
+        GstCaps *caps =
+            gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "I420", "width", G_TYPE_INT,
+                                o->rung.width, "height", G_TYPE_INT, o->rung.height,
+                                "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, NULL);
         g_object_set(filter, "caps", caps, NULL);
         gst_caps_unref(caps);
         gst_util_set_object_arg(G_OBJECT(enc), "speed-preset", r->preset);

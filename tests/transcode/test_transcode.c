@@ -412,6 +412,129 @@ static void publish_and_check(const char *pav, const char *channel, const char *
     g_free(key);
 }
 
+/* Start a publisher's command line (its stdout and stderr dropped). */
+static GPid spawn_publisher(const char *const *argv)
+{
+    GPid pid;
+    GError *e = NULL;
+    ck_assert_msg(g_spawn_async(NULL, (char **)argv, NULL,
+                                G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
+                                    G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+                                NULL, NULL, &pid, &e),
+                  "%s: %s", argv[0], e ? e->message : "");
+    return pid;
+}
+
+/* "profile,pix_fmt" of the first video stream of the newest segment of a rendition. */
+static char *newest_segment_format(const char *channel, const char *rendition)
+{
+    char *path = g_strdup_printf("/hls/%s/%s/index.m3u8", channel, rendition);
+    char *text = wait_text(path, "#EXTINF", 2, 40);
+    ck_assert_msg(text != NULL, "%s lists no segments", rendition);
+    GPtrArray *files = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_unref(boundaries(text, files));
+    ck_assert_uint_ge(files->len, 1);
+    char *seg = g_strdup_printf("%s/%s", rendition, (char *)files->pdata[files->len - 1]);
+    char *file = media(channel, seg);
+    const char *argv[] = {"ffprobe",
+                          "-v",
+                          "error",
+                          "-select_streams",
+                          "v:0",
+                          "-show_entries",
+                          "stream=profile,pix_fmt",
+                          "-of",
+                          "csv=p=0",
+                          file,
+                          NULL};
+    char *out = run(argv);
+    out[strcspn(out, "\r\n")] = '\0';
+    decodes(file);
+    g_free(file);
+    g_free(seg);
+    g_ptr_array_unref(files);
+    g_free(text);
+    g_free(path);
+    return out;
+}
+
+/* An 8-bit 4:2:0 profile a browser decodes (ultrafast rungs come out Constrained Baseline). */
+static void assert_browser_playable(const char *format)
+{
+    ck_assert_msg(g_str_has_suffix(format, ",yuv420p") && !strstr(format, "4:") &&
+                      !strstr(format, "10"),
+                  "not for browsers: %s", format);
+}
+
+/* GStreamer's x264enc, given raw video without a format, picks High 4:4:4 Predictive, 10-bit:
+ * valid H.264 no browser plays. The source passes through as it is; the rung is made in 8-bit
+ * 4:2:0, what browsers decode. */
+START_TEST(a_gstreamer_publisher_in_444_10bit_gets_browser_rungs)
+{
+    char *key = create_channel("PE", "ch4");
+    char *url = g_strdup_printf("rtmp://127.0.0.1:%d/live/%s", rtmp_port, key);
+    char *location = g_strdup_printf("location=%s", url);
+    const char *argv[] = {"gst-launch-1.0",
+                          "-q",
+                          "videotestsrc",
+                          "is-live=true",
+                          "num-buffers=600",
+                          "!",
+                          "video/x-raw,width=640,height=360,framerate=30/1",
+                          "!",
+                          "x264enc",
+                          "tune=zerolatency",
+                          "key-int-max=60",
+                          "speed-preset=ultrafast",
+                          "!",
+                          "h264parse",
+                          "!",
+                          "flvmux",
+                          "!",
+                          "rtmp2sink",
+                          location,
+                          NULL};
+    GPid pid = spawn_publisher(argv);
+    char *source = newest_segment_format("ch4", "source");
+    ck_assert_str_eq(source, "High 4:4:4 Predictive,yuv444p10le");
+    char *rung = newest_segment_format("ch4", "240p");
+    assert_browser_playable(rung);
+    char *master = get_text("/hls/ch4/master.m3u8");
+    reap(pid);
+    g_free(master);
+    g_free(rung);
+    g_free(source);
+    g_free(location);
+    g_free(url);
+    g_free(key);
+}
+END_TEST
+
+/* ffmpeg with -pix_fmt yuv422p -profile:v high422: the rungs are 4:2:0 all the same. */
+START_TEST(an_ffmpeg_publisher_in_422_gets_browser_rungs)
+{
+    char *key = create_channel("PE", "ch5");
+    char *url = g_strdup_printf("rtmp://127.0.0.1:%d/live/%s", rtmp_port, key);
+    const char *argv[] = {
+        "ffmpeg",    "-hide_banner", "-loglevel", "error",      "-nostdin",
+        "-re",       "-f",           "lavfi",     "-i",         "testsrc2=size=640x360:rate=30",
+        "-t",        "20",           "-c:v",      "libx264",    "-preset",
+        "ultrafast", "-pix_fmt",     "yuv422p",   "-profile:v", "high422",
+        "-g",        "60",           "-f",        "flv",        url,
+        NULL};
+    GPid pid = spawn_publisher(argv);
+    char *source = newest_segment_format("ch5", "source");
+    ck_assert_str_eq(source, "High 4:2:2,yuv422p");
+    char *rung = newest_segment_format("ch5", "240p");
+    assert_browser_playable(rung);
+    reap(pid);
+    g_free(rung);
+    g_free(source);
+    g_free(url);
+    g_free(key);
+}
+END_TEST
+
 START_TEST(ladder_1080p)
 {
     const char *rungs[] = {"720p", "480p", "360p"};
@@ -512,6 +635,8 @@ static Suite *transcode_suite(void)
     tcase_add_test(tc, ladder_1080p);
     tcase_add_test(tc, a_pavilion_has_its_own_ladder);
     tcase_add_test(tc, a_portrait_source_keeps_its_orientation);
+    tcase_add_test(tc, a_gstreamer_publisher_in_444_10bit_gets_browser_rungs);
+    tcase_add_test(tc, an_ffmpeg_publisher_in_422_gets_browser_rungs);
     suite_add_tcase(s, tc);
     TCase *load = tcase_create("overload");
     tcase_add_checked_fixture(load, start_overloaded, stop);
