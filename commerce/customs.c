@@ -29,6 +29,7 @@ enum result { R_DELIVERED, R_DECLARED, R_REJECTED, R_RETRY, R_COUNT };
 struct customs {
     struct commerce *cm;
     char *gateway_url;    /* owned; NULL: declarations stay queued */
+    gboolean dev;         /* the in-process stand-in gateway answers (customs_dev.c) */
     char *ebp_code;       /* owned */
     char *ebp_name;       /* owned */
     char *receipt_secret; /* owned; NULL: receipts are refused */
@@ -1051,7 +1052,7 @@ int cm_customs_init(struct commerce *cm, GError **err)
 {
     GKeyFile *kf = sl_server_config(cm->srv)->file;
     int64_t timeout_ms = 10000;
-    if (sl_config_get_int(sl_server_config(cm->srv), "customs", "timeout_ms", 10000, 100, 600000,
+    if (sl_config_get_int(sl_server_config(cm->srv), "customs", "timeout_ms", 10000, 100, 30000,
                           &timeout_ms, err) != SL_OK)
         return SL_ERR;
     char *url = g_key_file_get_string(kf, "customs", "gateway_url", NULL);
@@ -1073,7 +1074,24 @@ int cm_customs_init(struct commerce *cm, GError **err)
     } else {
         g_clear_pointer(&url, g_free);
     }
+    GError *e = NULL;
+    gboolean dev = g_key_file_get_boolean(kf, "customs", "dev", &e);
+    if (e) {
+        gboolean absent = g_error_matches(e, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND) ||
+                          g_error_matches(e, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND);
+        if (!absent) {
+            g_set_error(err, SL_ERROR, SL_ERROR_INVALID, "[customs] dev: %s", e->message);
+            g_error_free(e);
+            g_free(url);
+            return SL_ERR;
+        }
+        g_clear_error(&e);
+        dev = sl_server_config(cm->srv)->demo;
+    }
+    /* the demo declares to the stand-in in this process unless a real gateway is set */
+    if (dev && url == NULL) url = g_strconcat(cm->self_url, "/api/v1/customs/dev/gateway", NULL);
     struct customs *cu = g_new0(struct customs, 1);
+    cu->dev = dev;
     cu->cm = cm;
     cu->gateway_url = url;
     cu->timeout_ms = timeout_ms;
@@ -1090,7 +1108,13 @@ int cm_customs_init(struct commerce *cm, GError **err)
     sl_http_route(cm->srv, "GET", "/api/v1/customs/declarations", declarations_get, cm);
     sl_http_route(cm->srv, "POST", "/api/v1/customs/receipts", receipt_post, cm);
     sl_http_route(cm->srv, "GET", "/api/v1/orders/{id}/declaration", declaration_get, cm);
+    cm_customs_dev_routes(cm);
     return SL_OK;
+}
+
+gboolean cm_customs_dev(const struct commerce *cm)
+{
+    return cm->customs && cm->customs->dev;
 }
 
 void cm_customs_start(struct commerce *cm)

@@ -22,8 +22,9 @@ struct commerce {
     sl_server *srv;
     int64_t quota_annual_fen;
     int64_t quota_order_fen;
-    char *public_url;                                                        /* owned */
-    char *public_rtmp_url;                                                   /* owned */
+    char *public_url;      /* owned */
+    char *public_rtmp_url; /* owned */
+    char *self_url;        /* owned: this node's own HTTP address, for the dev stand-ins' calls */
     sl_script *create, *cas, *reserve, *confirm, *release, *sweep, *control; /* owned */
     sl_script *pay, *paid, *doc_update;                                      /* owned */
     struct cm_identity_key identity;
@@ -190,6 +191,10 @@ int cm_customs_init(struct commerce *cm, GError **err);
 void cm_customs_start(struct commerce *cm);
 void cm_customs_stop(struct commerce *cm);
 void cm_customs_free(struct commerce *cm);
+/* Is the in-process stand-in gateway on ([customs] dev; with --demo by default)? */
+gboolean cm_customs_dev(const struct commerce *cm);
+/* customs_dev.c: that stand-in, POST /api/v1/customs/dev/gateway (404 unless it is on). */
+void cm_customs_dev_routes(struct commerce *cm);
 
 /* ---- crossborder.c: the cross-border retail import rules (pure; unit-tested) ---- */
 /* A PRC resident identity number (GB 11643): 18 characters, a region that does not start with

@@ -237,6 +237,12 @@ static int commerce_init(sl_server *srv, GError **err)
     cm->public_url = g_key_file_get_string(cfg->file, "commerce", "public_url", NULL);
     if (cm->public_url == NULL)
         cm->public_url = g_strdup_printf("http://%s:%d", cfg->listen_host, cfg->listen_port);
+    /* the dev stand-ins call this node itself: its listening address, the loopback for "any" */
+    const char *host = cfg->listen_host;
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "") == 0) host = "127.0.0.1";
+    if (strcmp(host, "::") == 0) host = "::1";
+    cm->self_url = strchr(host, ':') ? g_strdup_printf("http://[%s]:%d", host, cfg->listen_port)
+                                     : g_strdup_printf("http://%s:%d", host, cfg->listen_port);
     cm->public_rtmp_url = g_key_file_get_string(cfg->file, "commerce", "public_rtmp_url", NULL);
     if (cm->public_rtmp_url == NULL)
         cm->public_rtmp_url = g_strdup_printf("rtmp://%s:%d/live", cfg->rtmp_host, cfg->rtmp_port);
@@ -259,6 +265,7 @@ static int commerce_init(sl_server *srv, GError **err)
         g_error_free(kerr);
         g_free(cm->public_url);
         g_free(cm->public_rtmp_url);
+        g_free(cm->self_url);
         g_free(cm);
         return SL_ERR;
     }
@@ -540,6 +547,7 @@ static void commerce_destroy(sl_server *srv)
     sl_script_free(cm->doc_update);
     g_free(cm->public_url);
     g_free(cm->public_rtmp_url);
+    g_free(cm->self_url);
     g_free(cm);
     sl_server_set_module_data(srv, SL_MODULE_COMMERCE, NULL);
 }

@@ -21,7 +21,6 @@ struct provider {
 struct payments {
     struct provider *dev, *wechatpay; /* owned; NULL when off */
     int64_t grace_ms, min_hold_ms;
-    char *self_url; /* owned: where the dev provider sends its notifications */
     cm_outbox *refunds;
 };
 
@@ -1117,7 +1116,7 @@ static void dev_payment_loaded(struct cm_ctx *c, redisReply *r)
     char *nonce = cm_wxpay_nonce();
     const char *lines[] = {ts, nonce, body};
     char *sig = cm_wxpay_sign(p->platform_key, lines, 3, NULL);
-    char *url = g_strconcat(cm->payments->self_url, "/api/v1/payments/dev/notify", NULL);
+    char *url = g_strconcat(cm->self_url, "/api/v1/payments/dev/notify", NULL);
     f->msg = soup_message_new("POST", url);
     SoupMessageHeaders *h = soup_message_get_request_headers(f->msg);
     soup_message_headers_replace(h, "Wechatpay-Timestamp", ts);
@@ -1440,12 +1439,7 @@ int cm_payments_init(struct commerce *cm, GError **err)
         return SL_ERR;
     }
     if (dev) pm->dev = dev_provider();
-    const char *host = cfg->listen_host;
-    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "") == 0) host = "127.0.0.1";
-    if (strcmp(host, "::") == 0) host = "[::1]";
-    pm->self_url = strchr(host, ':') && host[0] != '['
-                       ? g_strdup_printf("http://[%s]:%d", host, cfg->listen_port)
-                       : g_strdup_printf("http://%s:%d", host, cfg->listen_port);
+
     pm->refunds = cm_outbox_new(cm, SL_KEY_PAY_REFUNDS, "refunds", payment_refund_job, cm);
     sl_server *srv = cm->srv;
     sl_http_route(srv, "POST", "/api/v1/reservations/{rid}/payment", payment_create, cm);
@@ -1473,7 +1467,6 @@ void cm_payments_free(struct commerce *cm)
     if (pm->refunds) cm_outbox_free(pm->refunds);
     provider_free(pm->dev);
     provider_free(pm->wechatpay);
-    g_free(pm->self_url);
     g_free(pm);
     cm->payments = NULL;
 }
