@@ -203,11 +203,7 @@ static char *ids_masked(const char *text)
 
 /* ---- the gateway's receipt (CEB312Message) ---- */
 
-struct receipt {
-    char *guid, *status, *info, *time; /* owned */
-};
-
-static void receipt_clear(struct receipt *r)
+void cm_customs_receipt_clear(struct cm_receipt *r)
 {
     g_free(r->guid);
     g_free(r->status);
@@ -240,7 +236,7 @@ static char *child_text(xmlNodePtr parent, const char *name, size_t max)
 
 /* The first OrderReturn of a CEB312Message (any namespace prefix). SL_OK, or SL_EPROTO for
  * anything else, a document with a DTD included. No network access, no entities expanded. */
-static int receipt_parse(const char *body, size_t len, struct receipt *out)
+int cm_customs_receipt_parse(const char *body, size_t len, struct cm_receipt *out)
 {
     memset(out, 0, sizeof *out);
     if (len == 0 || len > SL_HTTP_MAX_BODY) return SL_EPROTO;
@@ -268,14 +264,14 @@ static int receipt_parse(const char *body, size_t len, struct receipt *out)
     for (const char *p = out->status; ok && *p; p++)
         ok = g_ascii_isdigit(*p);
     if (!ok) {
-        receipt_clear(out);
+        cm_customs_receipt_clear(out);
         return SL_EPROTO;
     }
     return SL_OK;
 }
 
 /* 120 → "declared", 100 → "rejected", 1/2/3 → "delivered", NULL for anything else. */
-static const char *receipt_state(const struct receipt *r)
+static const char *receipt_state(const struct cm_receipt *r)
 {
     if (strcmp(r->status, "120") == 0) return "declared";
     if (strcmp(r->status, "100") == 0) return "rejected";
@@ -285,8 +281,8 @@ static const char *receipt_state(const struct receipt *r)
 }
 
 /* The order's declaration after a receipt: state, the receipt, the reason of a refusal. */
-static json_t *declaration_with_receipt(json_t *order, const struct receipt *r, const char *state,
-                                        int attempts_add)
+static json_t *declaration_with_receipt(json_t *order, const struct cm_receipt *r,
+                                        const char *state, int attempts_add)
 {
     json_t *decl = json_deep_copy(json_object_get(order, "declaration"));
     if (!json_is_object(decl)) {
@@ -309,7 +305,7 @@ static json_t *declaration_with_receipt(json_t *order, const struct receipt *r, 
 
 /* Move an order by a receipt: the order's state (declared, declaration_rejected, or as it is)
  * and its declaration; a refusal joins the rejected list. cb as cm_order_update's. */
-static void receipt_apply(struct customs *cu, json_t *order, const struct receipt *r,
+static void receipt_apply(struct customs *cu, json_t *order, const struct cm_receipt *r,
                           int attempts_add, cm_order_cb cb, void *user)
 {
     const char *state = receipt_state(r);
@@ -474,7 +470,7 @@ static void declare_answered(GObject *src, GAsyncResult *res, gpointer data)
         return;
     }
     int status = (int)soup_message_get_status(d->msg);
-    struct receipt r = {0};
+    struct cm_receipt r = {0};
     char *why = NULL;
     if (bytes == NULL)
         why = d->timed_out
@@ -487,7 +483,7 @@ static void declare_answered(GObject *src, GAsyncResult *res, gpointer data)
         gsize n = 0;
         const char *body = g_bytes_get_data(bytes, &n);
         const char *guid = str(json_object_get(d->order, "declaration"), "guid");
-        if (receipt_parse(body, n, &r) != SL_OK)
+        if (cm_customs_receipt_parse(body, n, &r) != SL_OK)
             why = g_strdup("the gateway's answer is not a CEB312Message with an OrderReturn");
         else if (strcmp(r.guid, guid) != 0)
             why = g_strdup("the gateway's answer is about another declaration (guid)");
@@ -498,14 +494,14 @@ static void declare_answered(GObject *src, GAsyncResult *res, gpointer data)
     g_clear_error(&e);
     if (why) {
         gateway_failed(cu, why);
-        receipt_clear(&r);
+        cm_customs_receipt_clear(&r);
         declare_failed(d, why, TRUE);
         g_free(why);
         return;
     }
     gateway_ok(cu);
     receipt_apply(cu, d->order, &r, 1, after_receipt, d);
-    receipt_clear(&r);
+    cm_customs_receipt_clear(&r);
 }
 
 static gboolean declare_deadline(gpointer data)
@@ -704,14 +700,14 @@ static void declaration_get(sl_http_req *req, void *user)
 
 struct receipt_flow {
     struct cm_ctx c;
-    struct receipt r;
+    struct cm_receipt r;
     json_t *order; /* owned */
 };
 
 static void receipt_flow_clear(struct cm_ctx *c)
 {
     struct receipt_flow *f = CM_FLOW(struct receipt_flow, c);
-    receipt_clear(&f->r);
+    cm_customs_receipt_clear(&f->r);
     json_decref(f->order);
 }
 
@@ -792,7 +788,8 @@ static void receipt_post(sl_http_req *req, void *user)
                         "X-Silklive-Signature must be the hex HMAC-SHA256 of the body");
         return;
     }
-    if (receipt_parse((const char *)body, len, &f->r) != SL_OK || receipt_state(&f->r) == NULL) {
+    if (cm_customs_receipt_parse((const char *)body, len, &f->r) != SL_OK ||
+        receipt_state(&f->r) == NULL) {
         cm_error_static(c, 400, "bad_request",
                         "the body must be a CEB312Message whose OrderReturn has a guid and a "
                         "returnStatus of 1, 2, 3, 100 or 120");

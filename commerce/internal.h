@@ -191,6 +191,14 @@ int cm_customs_init(struct commerce *cm, GError **err);
 void cm_customs_start(struct commerce *cm);
 void cm_customs_stop(struct commerce *cm);
 void cm_customs_free(struct commerce *cm);
+/* A gateway's CEB312Message receipt: its first OrderReturn. Digit runs in returnInfo are masked
+ * (customs may quote an identity number). */
+struct cm_receipt {
+    char *guid, *status, *info, *time; /* owned */
+};
+/* SL_OK, or SL_EPROTO for anything else (a DTD included); never reads past len (fuzzed). */
+int cm_customs_receipt_parse(const char *body, size_t len, struct cm_receipt *out);
+void cm_customs_receipt_clear(struct cm_receipt *r);
 /* Is the in-process stand-in gateway on ([customs] dev; with --demo by default)? */
 gboolean cm_customs_dev(const struct commerce *cm);
 /* customs_dev.c: that stand-in, POST /api/v1/customs/dev/gateway (404 unless it is on). */
