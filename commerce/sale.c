@@ -19,7 +19,7 @@
 static void count_reservation(const char *result)
 {
     static const char *results[] = {
-        "ok",      "existing",    "sold_out",       "limit_exceeded", "sale_not_active",
+        "ok",      "existing",    "sold_out", "limit_exceeded", "sale_not_active",
         "bad_qty", "quota_order", "not_found"};
     static sl_metric *handles[G_N_ELEMENTS(results) + 1];
     size_t i = 0;
