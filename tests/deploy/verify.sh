@@ -16,8 +16,10 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 free_port() {
   local p
+  # below the kernel's ephemeral range (32768-60999): a port there can be the local end of
+  # another test's outgoing connection, which no connect() sees but bind() refuses
   while :; do
-    p=$((20000 + RANDOM % 40000))
+    p=$((20000 + RANDOM % 12000))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }

@@ -35,7 +35,7 @@ async function metric(base, series) {
 before(async () => {
   cluster = await startCluster();
   nodes = {
-    commerce: await cluster.node({ modules: 'commerce' }),
+    commerce: await cluster.node({ modules: 'commerce', config: '[payments]\ndev = true\n' }),
     chat1: await cluster.node({ modules: 'chat' }),
     chat2: await cluster.node({ modules: 'chat' }),
     media: await cluster.node({ modules: 'ingest,transcode', config: '[transcode]\nladder =\n' }),
@@ -95,7 +95,12 @@ test('viewers on two chat nodes chat, and buy, all through the edge', async () =
   const card = luis.locator(`[data-sale="${sale.id}"]`);
   await card.locator('.buy:not([disabled])').waitFor({ timeout: 30000 });
   await card.locator('.buy').click();
-  await luis.locator('#checkout[open] #pay').click();
+  // checkout through the edge: the example buyer, the breakdown, the dev provider's payment
+  await luis.locator('#checkout[open] #co-example button').click({ timeout: 10000 });
+  await luis.click('#co-continue');
+  await luis.locator('#checkout[open] #co-breakdown').waitFor({ timeout: 10000 });
+  await luis.click('#dev-pay');
+  await luis.locator('#checkout .order-state').waitFor({ timeout: 15000 });
   const order = await luis.locator('#checkout .order-id').innerText({ timeout: 10000 });
   assert.match(order, /^Order \S+/);
   await luis.locator('#checkout button', { hasText: 'Close' }).click();
@@ -103,7 +108,8 @@ test('viewers on two chat nodes chat, and buy, all through the edge', async () =
   await ana.locator(`[data-sale="${sale.id}"] .stock-text`, { hasText: '4 of 5 left' }).waitFor({ timeout: 10000 });
   const orders = await cluster.call(edge, 'GET', `/api/v1/orders?sale=${sale.id}`, null, tokens.consul);
   assert.equal(orders.orders.length, 1);
-  assert.equal(orders.orders[0].user, 'luis');
+  assert.equal(orders.orders[0].order_id, order.replace(/^Order /, ''));
+  assert.match(orders.orders[0].buyer.id_number, /^\d{3}\*{11}[\dX]{4}$/);
 });
 
 test('a chat node killed with -9: its viewers reconnect to the other through the edge and miss nothing', async () => {
