@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startCluster, waitFor } from './harness.mjs';
+import { apiAt, idCheckChar, startCluster, waitFor } from './harness.mjs';
 import { startGateway, sendReceipt, fen } from './customs-gateway.mjs';
 
 const PAV = 'CL';
@@ -26,32 +26,14 @@ const CONSIGNEE = { name: '张三', phone: '13800138000', address: '上海市浦
 let cluster, node, gw, config, tokens, base;
 
 // ---- identity numbers (GB 11643) ----
-const WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 let idSeq = 200;
 const idNumbers = ['11010519491231002X']; // every one used, for the check of the logs
 function newIdNumber() {
   const first17 = `11010519850307${String(++idSeq).padStart(3, '0')}`;
-  const sum = [...first17].reduce((s, d, i) => s + Number(d) * WEIGHTS[i], 0);
-  idNumbers.push(first17 + '10X98765432'[sum % 11]);
+  idNumbers.push(first17 + idCheckChar(first17));
   return idNumbers.at(-1);
 }
 
-// ---- HTTP ----
-async function apiAt(b, method, path, body, tok, headers = {}) {
-  const res = await fetch(b + path, {
-    method,
-    headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(tok ? { authorization: `Bearer ${tok}` } : {}), ...headers },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    /* not JSON */
-  }
-  return { status: res.status, json, text, type: res.headers.get('content-type') };
-}
 const api = (...a) => apiAt(base, ...a);
 const show = (r) => `${r.status} ${r.text}`;
 async function ok(r, status = [200, 201]) {

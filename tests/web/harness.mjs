@@ -184,3 +184,27 @@ export async function startStack({ config = '' } = {}) {
 process.on('exit', () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
 });
+
+// One API call at base: {status, json (null when the body is not JSON), text, type}.
+export async function apiAt(base, method, path, body, tok, headers = {}) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(tok ? { authorization: `Bearer ${tok}` } : {}), ...headers },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, json, text, type: res.headers.get('content-type') };
+}
+
+// The GB 11643 check character (ISO 7064 MOD 11-2) of an identity number's first 17 digits.
+const ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+export function idCheckChar(first17) {
+  const sum = [...first17].reduce((s, d, i) => s + Number(d) * ID_WEIGHTS[i], 0);
+  return '10X98765432'[sum % 11];
+}

@@ -12,7 +12,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import crypto from 'node:crypto';
-import { startCluster, waitFor } from './harness.mjs';
+import { apiAt, idCheckChar, startCluster, waitFor } from './harness.mjs';
 import * as wx from './wxpay-standin.mjs';
 
 const MCHID = '1900000001';
@@ -30,11 +30,7 @@ let cluster, node, standin, keyDir, config, tokens;
 let base; // the main node's URL
 
 // ---- identity numbers (GB 11643: ISO 7064 MOD 11-2 check character) ----
-const WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-function checkChar(first17) {
-  const sum = [...first17].reduce((s, d, i) => s + Number(d) * WEIGHTS[i], 0);
-  return '10X98765432'[sum % 11];
-}
+const checkChar = idCheckChar;
 let idSeq = 100;
 const usedIds = ['11010519491231002X']; // every number sent: none may appear in a log
 // A valid number, a new person each call.
@@ -55,21 +51,6 @@ function importTax(goods, vatBp = 1300, ctBp = 0) {
 }
 
 // ---- HTTP ----
-async function apiAt(b, method, path, body, tok, headers = {}) {
-  const res = await fetch(b + path, {
-    method,
-    headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...(tok ? { authorization: `Bearer ${tok}` } : {}), ...headers },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    /* not JSON */
-  }
-  return { status: res.status, json, text };
-}
 const api = (...a) => apiAt(base, ...a);
 const show = (r) => `${r.status} ${r.text}${r.why ?? ''}`;
 const ACK = [200, 204];
