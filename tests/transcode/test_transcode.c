@@ -153,23 +153,25 @@ static char *media(const char *channel, const char *rel)
     return g_build_filename(sl.media_dir, channel, rel, NULL);
 }
 
+/* Fields of the first video stream of a file ("width,height"), joined by sep (g_free). */
+static char *video_fields(const char *file, const char *fields, const char *sep)
+{
+    char *entries = g_strdup_printf("stream=%s", fields);
+    char *format = g_strdup_printf("csv=s=%s:p=0", sep);
+    const char *argv[] = {
+        "ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", entries, "-of",
+        format,    file, NULL};
+    char *out = run(argv);
+    out[strcspn(out, "\r\n")] = '\0'; /* a TS lists its streams under its program too */
+    g_free(entries);
+    g_free(format);
+    return out;
+}
+
 /* WxH of the first video stream of a file. */
 static char *video_size(const char *file)
 {
-    const char *argv[] = {"ffprobe",
-                          "-v",
-                          "error",
-                          "-select_streams",
-                          "v:0",
-                          "-show_entries",
-                          "stream=width,height",
-                          "-of",
-                          "csv=s=x:p=0",
-                          file,
-                          NULL};
-    char *out = run(argv);
-    out[strcspn(out, "\r\n")] = '\0'; /* a TS lists its streams under its program too */
-    return out;
+    return video_fields(file, "width,height", "x");
 }
 
 /* Decode the whole file; any error fails the test. */
@@ -436,19 +438,7 @@ static char *newest_segment_format(const char *channel, const char *rendition)
     ck_assert_uint_ge(files->len, 1);
     char *seg = g_strdup_printf("%s/%s", rendition, (char *)files->pdata[files->len - 1]);
     char *file = media(channel, seg);
-    const char *argv[] = {"ffprobe",
-                          "-v",
-                          "error",
-                          "-select_streams",
-                          "v:0",
-                          "-show_entries",
-                          "stream=profile,pix_fmt",
-                          "-of",
-                          "csv=p=0",
-                          file,
-                          NULL};
-    char *out = run(argv);
-    out[strcspn(out, "\r\n")] = '\0';
+    char *out = video_fields(file, "profile,pix_fmt", ",");
     decodes(file);
     g_free(file);
     g_free(seg);
