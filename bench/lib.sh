@@ -33,7 +33,8 @@ wait_idle() {
 # plain one) and silklive --modules commerce on core 0, both stopped at exit; pavilion CL,
 # channel b1 and product p1 (100 fen) seeded. Sets work, RP, HP, RD_PID, SL_PID, SECRET, ADMIN
 # and CONSUL, and defines tok (mint a token) and api (METHOD PATH TOKEN BODY). SL_BIN picks the
-# binary (build/silklive), SL_WRAP a command to run it under (valgrind ...).
+# binary (build/silklive), SL_WRAP a command to run it under (valgrind ...), SL_CONFIG a config
+# file to start it with (--config).
 commerce_bench_up() {
   work=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
   trap commerce_bench_down EXIT
@@ -46,10 +47,13 @@ commerce_bench_up() {
   # shellcheck disable=SC2086 # SL_WRAP is a command line (valgrind and its options)
   taskset -c 0 ${SL_WRAP:-} "${SL_BIN:-build/silklive}" serve --listen "127.0.0.1:$HP" --data-dir "$work/data" \
     --media-dir "$work/media" --redis "redis://127.0.0.1:$RP" --secret "$SECRET" \
-    --modules commerce --log-level warning &
+    --modules commerce --log-level warning ${SL_CONFIG:+--config "$SL_CONFIG"} &
   SL_PID=$!
-  until curl -sf "http://127.0.0.1:$HP/readyz" >/dev/null; do sleep 0.1; done
-  tok() { build/silklive token --secret "$SECRET" "$@"; }
+  until curl -sf "http://127.0.0.1:$HP/readyz" >/dev/null; do
+    kill -0 "$SL_PID" 2>/dev/null || { echo "bench: silklive exited at start" >&2; return 1; }
+    sleep 0.1
+  done
+  tok() { "${SL_BIN:-build/silklive}" token --secret "$SECRET" "$@"; }
   api() { curl -sf -X "$1" "http://127.0.0.1:$HP$2" -H "Authorization: Bearer $3" -d "$4"; }
   ADMIN=$(tok --role admin --sub root); CONSUL=$(tok --role consul --sub c1 --pavilion CL)
   api POST /api/v1/pavilions "$ADMIN" '{"code":"CL","name":{"en":"Chile"},"currency":"CLP"}' >/dev/null

@@ -271,8 +271,11 @@ static int commerce_init(sl_server *srv, GError **err)
     }
     /* a stalled peer ends a call after 30 s at most; callers keep shorter deadlines of their
      * own ([customs] timeout_ms) */
-    cm->http = soup_session_new_with_options("timeout", 30, "idle-timeout", 60, "user-agent",
-                                             "silklive/1", NULL);
+    /* up to 32 calls in flight to one provider: libsoup's default of 2 queued a flash sale's
+     * payment intents behind each other (bench/payments: p50 160 ms -> 114 ms) */
+    cm->http =
+        soup_session_new_with_options("timeout", 30, "idle-timeout", 60, "user-agent", "silklive/1",
+                                      "max-conns-per-host", 32, "max-conns", 64, NULL);
     cm->create = sl_script_new(sl_lua_commerce_create);
     cm->cas = sl_script_new(sl_lua_commerce_cas);
     cm->reserve = sl_script_new(sl_lua_commerce_reserve);
