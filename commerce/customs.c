@@ -212,7 +212,7 @@ void cm_customs_receipt_clear(struct cm_receipt *r)
     memset(r, 0, sizeof *r);
 }
 
-static xmlNodePtr child_named(xmlNodePtr parent, const char *name)
+xmlNodePtr cm_xml_child(xmlNodePtr parent, const char *name)
 {
     for (xmlNodePtr n = parent ? parent->children : NULL; n; n = n->next)
         if (n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0) return n;
@@ -220,9 +220,9 @@ static xmlNodePtr child_named(xmlNodePtr parent, const char *name)
 }
 
 /* A child's text, trimmed, up to max bytes of valid UTF-8 (g_free); NULL when absent. */
-static char *child_text(xmlNodePtr parent, const char *name, size_t max)
+char *cm_xml_child_text(xmlNodePtr parent, const char *name, size_t max)
 {
-    xmlNodePtr n = child_named(parent, name);
+    xmlNodePtr n = cm_xml_child(parent, name);
     if (n == NULL) return NULL;
     xmlChar *t = xmlNodeGetContent(n);
     char *out = g_strstrip(g_strdup(t ? (const char *)t : ""));
@@ -249,15 +249,15 @@ int cm_customs_receipt_parse(const char *body, size_t len, struct cm_receipt *ou
     }
     xmlNodePtr root = xmlDocGetRootElement(doc);
     xmlNodePtr ret = root && strcmp((const char *)root->name, "CEB312Message") == 0
-                         ? child_named(root, "OrderReturn")
+                         ? cm_xml_child(root, "OrderReturn")
                          : NULL;
     if (ret) {
-        out->guid = child_text(ret, "guid", 64);
-        out->status = child_text(ret, "returnStatus", 8);
-        char *info = child_text(ret, "returnInfo", 1000);
+        out->guid = cm_xml_child_text(ret, "guid", 64);
+        out->status = cm_xml_child_text(ret, "returnStatus", 8);
+        char *info = cm_xml_child_text(ret, "returnInfo", 1000);
         out->info = info ? ids_masked(info) : NULL;
         g_free(info);
-        out->time = child_text(ret, "returnTime", 32);
+        out->time = cm_xml_child_text(ret, "returnTime", 32);
     }
     xmlFreeDoc(doc);
     gboolean ok = out->guid && out->status && *out->status;

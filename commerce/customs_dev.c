@@ -7,29 +7,13 @@
 #include <libxml/tree.h>
 #include <string.h>
 
-#define CEB_NS "http://www.chinaport.gov.cn/ceb"
-
-static xmlNodePtr child(xmlNodePtr parent, const char *name)
-{
-    for (xmlNodePtr n = parent ? parent->children : NULL; n; n = n->next)
-        if (n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0) return n;
-    return NULL;
-}
-
-/* A text child (g_free), or NULL. */
-static char *text_of(xmlNodePtr parent, const char *name)
-{
-    xmlNodePtr n = child(parent, name);
-    xmlChar *t = n ? xmlNodeGetContent(n) : NULL;
-    char *out = t ? g_strdup((const char *)t) : NULL;
-    xmlFree(t);
-    return out;
-}
+#define CEB_NS    "http://www.chinaport.gov.cn/ceb"
+#define FIELD_MAX 64 /* guid 36, orderNo 34, enterprise codes 18, amounts */
 
 /* An amount in yuan with at most two decimals ("123.45"), in fen; -1 when malformed. */
 static int64_t fen_of(xmlNodePtr head, const char *name)
 {
-    char *t = text_of(head, name);
+    char *t = cm_xml_child_text(head, name, FIELD_MAX);
     int64_t fen = -1;
     if (t) {
         char *dot = strchr(t, '.');
@@ -65,15 +49,17 @@ static void dev_gateway(sl_http_req *req, void *user)
                         : NULL;
     xmlNodePtr root = doc && doc->intSubset == NULL ? xmlDocGetRootElement(doc) : NULL;
     xmlNodePtr head = root && strcmp((const char *)root->name, "CEB311Message") == 0
-                          ? child(child(root, "Order"), "OrderHead")
+                          ? cm_xml_child(cm_xml_child(root, "Order"), "OrderHead")
                           : NULL;
     if (head == NULL) {
         if (doc) xmlFreeDoc(doc);
         sl_http_reply_error(req, 400, "bad_request", "not a CEB311Message with an OrderHead");
         return;
     }
-    char *guid = text_of(head, "guid"), *order_no = text_of(head, "orderNo");
-    char *ebp = text_of(head, "ebpCode"), *ebc = text_of(head, "ebcCode");
+    char *guid = cm_xml_child_text(head, "guid", FIELD_MAX),
+         *order_no = cm_xml_child_text(head, "orderNo", FIELD_MAX);
+    char *ebp = cm_xml_child_text(head, "ebpCode", FIELD_MAX),
+         *ebc = cm_xml_child_text(head, "ebcCode", FIELD_MAX);
     int64_t goods = fen_of(head, "goodsValue"), freight = fen_of(head, "freight");
     int64_t discount = fen_of(head, "discount"), tax = fen_of(head, "taxTotal");
     int64_t paid = fen_of(head, "acturalPaid");

@@ -112,6 +112,8 @@ json_t *cm_validate_product(json_t *body, GError **err);
 /* Sale fields (channel, sku, quantity, price_cny_fen?, per_user_limit, hold_ttl_s, starts/ends). */
 json_t *cm_validate_sale(json_t *body, int64_t now_ms, GError **err);
 gboolean cm_valid_country(const char *code);
+/* A text field: a JSON string of 1 to max characters (and at most 500), no control characters. */
+gboolean cm_valid_text(json_t *v, size_t max);
 /* A payment's checkout form: {"buyer": {name, phone}, "consignee": {name, phone, address,
  * district}} or NULL with *err naming the field ("buyer.id_number: ..."). *id_number gets the
  * canonical identity number (g_free, wipe) when the form has one, else NULL. */
@@ -199,6 +201,11 @@ struct cm_receipt {
 /* SL_OK, or SL_EPROTO for anything else (a DTD included); never reads past len (fuzzed). */
 int cm_customs_receipt_parse(const char *body, size_t len, struct cm_receipt *out);
 void cm_customs_receipt_clear(struct cm_receipt *r);
+/* Customs' XML (libxml2): an element's first child element of that name (any namespace), and
+ * its text trimmed, up to max bytes of UTF-8 (g_free), NULL when absent or longer. */
+typedef struct _xmlNode *xmlNodePtr;
+xmlNodePtr cm_xml_child(xmlNodePtr parent, const char *name);
+char *cm_xml_child_text(xmlNodePtr parent, const char *name, size_t max);
 /* Is the in-process stand-in gateway on ([customs] dev; with --demo by default)? */
 gboolean cm_customs_dev(const struct commerce *cm);
 /* customs_dev.c: that stand-in, POST /api/v1/customs/dev/gateway (404 unless it is on). */

@@ -211,15 +211,11 @@ static void order_changed(struct commerce *cm, const char *status, json_t *doc, 
         cm_error(c, 503, "unavailable", "the store is unavailable; nothing was changed");
 }
 
-/* A text field of the body: 1..max characters, no control characters. */
+/* A text field of the body (cm_valid_text), or NULL. */
 static const char *body_text(struct cm_ctx *c, const char *name, size_t max)
 {
     json_t *v = json_object_get(c->body, name);
-    const char *s = json_string_value(v);
-    if (s == NULL || json_string_length(v) == 0 || g_utf8_strlen(s, -1) > (glong)max) return NULL;
-    for (const char *p = s; *p; p = g_utf8_next_char(p))
-        if (g_unichar_iscntrl(g_utf8_get_char(p))) return NULL;
-    return s;
+    return cm_valid_text(v, max) ? json_string_value(v) : NULL;
 }
 
 static void refund_answered(struct commerce *cm, gboolean ok, const char *why, void *user)

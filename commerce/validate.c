@@ -347,9 +347,9 @@ static gboolean phone_ok(json_t *v)
     return digits >= 5;
 }
 
-static gboolean text_up_to(json_t *v, glong max)
+gboolean cm_valid_text(json_t *v, size_t max)
 {
-    return valid_text(v) && g_utf8_strlen(json_string_value(v), -1) <= max;
+    return valid_text(v) && g_utf8_strlen(json_string_value(v), -1) <= (glong)max;
 }
 
 json_t *cm_validate_checkout(json_t *body, int today_year, char **id_number, GError **err)
@@ -360,7 +360,7 @@ json_t *cm_validate_checkout(json_t *body, int today_year, char **id_number, GEr
     json_t *id_type = json_object_get(buyer, "id_type");
     if (!json_is_object(buyer))
         bad = "buyer", why = "an object {name, id_type, id_number, phone}";
-    else if (!text_up_to(json_object_get(buyer, "name"), NAME_MAX_CHARS))
+    else if (!cm_valid_text(json_object_get(buyer, "name"), NAME_MAX_CHARS))
         bad = "buyer.name", why = "the buyer's real name, 1 to 50 characters";
     else if (id_type && g_strcmp0(json_string_value(id_type), "resident_id") != 0)
         bad = "buyer.id_type", why = "\"resident_id\" (a PRC resident identity card)";
@@ -368,11 +368,11 @@ json_t *cm_validate_checkout(json_t *body, int today_year, char **id_number, GEr
         bad = "buyer.phone", why = "a phone number of 5 to 20 digits";
     else if (!json_is_object(cons))
         bad = "consignee", why = "an object {name, phone, address, district}";
-    else if (!text_up_to(json_object_get(cons, "name"), NAME_MAX_CHARS))
+    else if (!cm_valid_text(json_object_get(cons, "name"), NAME_MAX_CHARS))
         bad = "consignee.name", why = "1 to 50 characters";
     else if (!phone_ok(json_object_get(cons, "phone")))
         bad = "consignee.phone", why = "a phone number of 5 to 20 digits";
-    else if (!text_up_to(json_object_get(cons, "address"), ADDRESS_MAX_CHARS))
+    else if (!cm_valid_text(json_object_get(cons, "address"), ADDRESS_MAX_CHARS))
         bad = "consignee.address", why = "1 to 200 characters";
     else if (!digits_value(json_object_get(cons, "district"), 6))
         bad = "consignee.district", why = "the 6-digit administrative division code";
